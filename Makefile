@@ -1,0 +1,36 @@
+# The README's commands. Everything installs into ./.venv (and Label Studio into ./.venv-ls).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP_INSTALL := $(PY) -m pip install --progress-bar off -c requirements/cpu.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-fast demo predict-demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar off --upgrade pip
+	$(PIP_INSTALL) -e ".[dev]"
+	touch $@
+
+## the whole test suite (unit + end-to-end against a real Label Studio)
+test: install
+	$(PY) -m pytest -ra
+
+## unit tests only
+test-fast: install
+	$(PY) -m pytest -ra -m "not e2e"
+
+## pre-label the bundled sample photos and write overlays to ./out/
+predict-demo: install
+	$(VENV)/bin/prelabel predict backend/prelabel/assets/*.jpg \
+		--labels "$${PRELABEL_LABELS:-cat,cup=coffee cup|mug,person,rocket}" \
+		--out out/predictions.json --viz out/viz
+	@echo "overlays: out/viz/  predictions: out/predictions.json"
+
+demo: predict-demo
+
+clean:
+	rm -rf $(VENV) .venv-ls out .pytest_cache .hypothesis

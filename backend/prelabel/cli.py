@@ -1,0 +1,103 @@
+"""The ``prelabel`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from prelabel.settings import Settings
+
+log = logging.getLogger("prelabel")
+
+
+def _model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    parser.add_argument("--detector", default=settings.detector, help="hub id, local folder, or random-tiny/random-full")
+    parser.add_argument("--segmenter", default=settings.segmenter, help="hub id, local folder, sam_vit_*.pth, random-*")
+    parser.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--dtype", default=settings.dtype, choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--box-threshold", type=float, default=settings.box_threshold)
+    parser.add_argument("--text-threshold", type=float, default=settings.text_threshold)
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prelabel", description="Grounding DINO + SAM pre-annotations.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    predict = sub.add_parser("predict", help="pre-label local images and write JSON (and overlays)")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--labels", default=settings.labels,
+                         help="'rivet=oxidized rivet|rusted bolt,crack,eye@0.2' (name=prompts, @ per-label threshold)")
+    _model_args(predict, settings)
+    predict.add_argument("--no-masks", action="store_true", help="boxes only, skip SAM")
+    predict.add_argument("--include-masks", action="store_true", help="write masks as COCO RLE in the JSON")
+    predict.add_argument("--out", type=Path, help="JSON output file (default: stdout)")
+    predict.add_argument("--viz", type=Path, help="folder for overlay PNGs")
+    predict.set_defaults(func=_predict)
+    return parser
+
+
+def _predict(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from prelabel.images import ImageError, load_image_file
+    from prelabel.labels import parse_labels
+    from prelabel.pipeline import Labeler
+    from prelabel.viz import save_overlay
+
+    labels = parse_labels(args.labels)
+    config = settings.labeler_config()
+    config = type(config)(args.box_threshold, args.text_threshold, config.nms_iou, config.max_detections,
+                          config.review_threshold)
+    labeler = Labeler.from_specs(args.detector, None if args.no_masks else args.segmenter, args.device, args.dtype,
+                                 config, settings.cache_mb)
+    if labeler.random_weights:
+        log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
+    if args.viz:
+        args.viz.mkdir(parents=True, exist_ok=True)
+    results, errors = [], []
+    for path in tqdm(args.images, desc="pre-labeling", unit="img", disable=len(args.images) < 2, file=sys.stderr):
+        try:
+            image = load_image_file(path, settings.max_pixels)
+        except ImageError as exc:
+            errors.append({"path": str(path), "error": str(exc)})
+            log.error("%s", exc)
+            continue
+        regions = labeler.predict(image, labels, with_masks=not args.no_masks)
+        results.append({"path": str(path), **regions.to_dict(include_masks=args.include_masks)})
+        if args.viz:
+            save_overlay(str(args.viz / f"{path.stem}.png"), image, regions)
+    document = {
+        "model_version": labeler.model_version(labels),
+        "random_weights": labeler.random_weights,
+        "images": results,
+        "errors": errors,
+    }
+    text = json.dumps(document, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+        log.info("wrote %d image(s) to %s", len(results), args.out)
+    else:
+        print(text)
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``prelabel`` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.load()
+        args = build_parser(settings).parse_args(argv)
+        if args.verbose:
+            logging.getLogger().setLevel(logging.DEBUG)
+        return int(args.func(args, settings) or 0)
+    except (ValueError, RuntimeError, OSError) as exc:  # user errors: one clear line, no traceback
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

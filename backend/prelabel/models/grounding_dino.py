@@ -1,0 +1,130 @@
+"""Grounding DINO (transformers) as a text-prompted detector that returns label ids, not phrases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
+
+from prelabel.geometry import clip_boxes
+from prelabel.labels import LabelPrompt
+from prelabel.regions import Regions
+
+
+@dataclass(frozen=True)
+class PromptChunk:
+    """One text prompt sent to the model and, per label, the character spans of its phrases."""
+
+    text: str
+    label_spans: dict[int, list[tuple[int, int]]]
+
+
+class GroundingDinoDetector:
+    """Grounding DINO behind the :class:`~prelabel.models.base.Detector` protocol.
+
+    Every phrase of every label becomes ``"phrase."`` in the prompt; detections are mapped back to labels
+    through the character spans of those phrases and the tokenizer's offsets, so a label that is a
+    substring of another ("car" in "car door") is never confused. Label lists longer than the text
+    encoder's token limit are split into several prompts.
+    """
+
+    def __init__(
+        self,
+        model: GroundingDinoForObjectDetection,
+        processor: GroundingDinoProcessor,
+        model_id: str,
+        random_weights: bool = False,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.processor = processor
+        self.model_id = model_id
+        self.random_weights = random_weights
+        self.device = device
+        self.dtype = dtype
+        # [CLS] and [SEP] take two of the text encoder's positions.
+        self.max_prompt_tokens = int(model.config.max_text_len) - 2
+
+    def chunk_prompts(self, labels: Sequence[LabelPrompt]) -> list[PromptChunk]:
+        """Split the labels' phrases into prompts that fit the token limit, keeping a label's phrases together."""
+        chunks: list[PromptChunk] = []
+        text, spans, used = "", {}, 0
+        for label_id, label in enumerate(labels):
+            phrases = [p.lower() for p in label.prompts]
+            cost = sum(self._count_tokens(p + ".") for p in phrases)
+            if cost > self.max_prompt_tokens:
+                raise ValueError(
+                    f"the prompts of label {label.name!r} need {cost} tokens; the text encoder takes "
+                    f"{self.max_prompt_tokens}: shorten them"
+                )
+            if used + cost > self.max_prompt_tokens:
+                chunks.append(PromptChunk(text.strip(), spans))
+                text, spans, used = "", {}, 0
+            for phrase in phrases:
+                start = len(text)
+                text += phrase + ". "
+                spans.setdefault(label_id, []).append((start, start + len(phrase)))
+            used += cost
+        if spans:
+            chunks.append(PromptChunk(text.strip(), spans))
+        return chunks
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @torch.inference_mode()
+    def detect(
+        self, image: np.ndarray, labels: Sequence[LabelPrompt], box_threshold: float, text_threshold: float
+    ) -> Regions:
+        """Boxes whose best label scores at least that label's box threshold (and ``text_threshold``).
+
+        A box's score for a label is the highest token probability over that label's phrases.
+        """
+        height, width = image.shape[:2]
+        names = tuple(label.name for label in labels)
+        thresholds = np.array([box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels])
+        boxes, scores, label_ids = [], [], []
+        for chunk in self.chunk_prompts(labels):
+            chunk_boxes, label_scores, chunk_labels = self._run_chunk(image, chunk)
+            best = label_scores.argmax(axis=1)
+            best_score = label_scores[np.arange(len(best)), best]
+            label_of_best = np.asarray(chunk_labels)[best]
+            keep = (best_score >= thresholds[label_of_best]) & (best_score >= text_threshold)
+            boxes.append(chunk_boxes[keep])
+            scores.append(best_score[keep])
+            label_ids.append(label_of_best[keep])
+        all_boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+        return Regions(
+            image_size=(width, height),
+            label_names=names,
+            boxes_xyxy=clip_boxes(all_boxes, width, height),
+            scores=np.concatenate(scores) if scores else np.zeros(0),
+            label_ids=np.concatenate(label_ids) if label_ids else np.zeros(0),
+        )
+
+    def _run_chunk(self, image: np.ndarray, chunk: PromptChunk) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Pixel boxes ``(Q, 4)``, per-label scores ``(Q, L)`` and the label ids of the columns."""
+        height, width = image.shape[:2]
+        inputs = self.processor(images=image, text=chunk.text, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        outputs = self.model(**inputs)
+        probs = outputs.logits[0].float().sigmoid().cpu().numpy()  # (queries, max_text_len)
+        offsets = self.processor.tokenizer(chunk.text, return_offsets_mapping=True)["offset_mapping"]
+        label_ids = sorted(chunk.label_spans)
+        columns = []
+        for label_id in label_ids:
+            tokens = [
+                t
+                for t, (start, end) in enumerate(offsets)
+                if end > start and any(start >= s and end <= e for s, e in chunk.label_spans[label_id])
+            ]
+            columns.append(probs[:, tokens].max(axis=1))
+        cx, cy, w, h = outputs.pred_boxes[0].float().cpu().numpy().T
+        boxes = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
+        return boxes, np.stack(columns, axis=1), label_ids
+

@@ -1,0 +1,130 @@
+"""SAM (transformers) behind the Segmenter protocol, with cached image embeddings."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import SamModel, SamProcessor
+
+from prelabel.embedding_cache import LRUBytesCache, image_key
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """SAM's image embedding plus the sizes needed to map coordinates and masks back."""
+
+    embeddings: torch.Tensor
+    original_size: tuple[int, int]  # (H, W)
+    reshaped_size: tuple[int, int]  # (H, W) after resizing the longest side
+
+    @property
+    def nbytes(self) -> int:
+        return self.embeddings.numel() * self.embeddings.element_size()
+
+
+class SamSegmenter:
+    """SAM with box prompts decoded in one batched call and an LRU cache of image embeddings.
+
+    The cache key is the image's content hash and the model id, so a second request on the same
+    pixels (a later click, a re-prediction) skips the image encoder; ``encoder_calls`` counts the
+    encoder runs.
+    """
+
+    def __init__(
+        self,
+        model: SamModel,
+        processor: SamProcessor,
+        model_id: str,
+        random_weights: bool = False,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        cache_bytes: int = 512 * 1024**2,
+        multimask: bool = True,
+    ) -> None:
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.image_processor = processor.image_processor
+        self.model_id = model_id
+        self.random_weights = random_weights
+        self.device = device
+        self.dtype = dtype
+        self.multimask = multimask
+        self.cache: LRUBytesCache[ImageEmbedding] = LRUBytesCache(cache_bytes)
+        self.encoder_calls = 0
+        self._encoder_lock = threading.Lock()
+
+    @torch.inference_mode()
+    def embed(self, image: np.ndarray) -> ImageEmbedding:
+        """The image embedding, from the cache when these pixels were seen before."""
+        key = image_key(image, self.model_id)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        with self._encoder_lock:  # concurrent requests for one image encode it once
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+            inputs = self.image_processor(images=image, return_tensors="pt")
+            pixel_values = inputs["pixel_values"].to(device=self.device, dtype=self.dtype)
+            embeddings = self.model.get_image_embeddings(pixel_values)
+            self.encoder_calls += 1
+            embedding = ImageEmbedding(
+                embeddings=embeddings,
+                original_size=tuple(int(v) for v in inputs["original_sizes"][0]),
+                reshaped_size=tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
+            )
+            self.cache.put(key, embedding, embedding.nbytes)
+            return embedding
+
+    def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Masks ``(N, H, W)`` and predicted IoU ``(N,)`` for all boxes of an image in one decoder call."""
+        height, width = image.shape[:2]
+        boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros((0, height, width), dtype=bool), np.zeros(0, dtype=np.float32)
+        embedding = self.embed(image)
+        input_boxes = torch.from_numpy(self._to_model_coords(boxes.reshape(-1, 2, 2), embedding).reshape(1, -1, 4))
+        return self._decode(embedding, input_boxes=input_boxes)
+
+    def segment_points(
+        self,
+        image: np.ndarray,
+        points: np.ndarray,
+        point_labels: np.ndarray,
+        box_xyxy: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """One mask from positive (1) and negative (0) clicks, optionally inside a box."""
+        embedding = self.embed(image)
+        kwargs: dict[str, torch.Tensor] = {}
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        if len(points):
+            kwargs["input_points"] = torch.from_numpy(self._to_model_coords(points, embedding).reshape(1, 1, -1, 2))
+            kwargs["input_labels"] = torch.as_tensor(np.asarray(point_labels, dtype=np.int64).reshape(1, 1, -1))
+        if box_xyxy is not None:
+            box = np.asarray(box_xyxy, dtype=np.float32).reshape(2, 2)
+            kwargs["input_boxes"] = torch.from_numpy(self._to_model_coords(box, embedding).reshape(1, 1, 4))
+        if not kwargs:
+            raise ValueError("a click needs at least one point or a box")
+        masks, scores = self._decode(embedding, **kwargs)
+        return masks[0], float(scores[0])
+
+    @staticmethod
+    def _to_model_coords(xy: np.ndarray, embedding: ImageEmbedding) -> np.ndarray:
+        """Pixel coordinates to the resized frame SAM's prompt encoder expects."""
+        (height, width), (new_h, new_w) = embedding.original_size, embedding.reshaped_size
+        return (xy * np.array([new_w / width, new_h / height], dtype=np.float32)).astype(np.float32)
+
+    @torch.inference_mode()
+    def _decode(self, embedding: ImageEmbedding, **prompts: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        prompts = {k: v.to(self.device) if k == "input_labels" else v.to(self.device, self.dtype) for k, v in prompts.items()}
+        out = self.model(image_embeddings=embedding.embeddings, multimask_output=self.multimask, **prompts)
+        iou = out.iou_scores[0].float()  # (N, M)
+        best = iou.argmax(dim=-1)
+        rows = torch.arange(len(best), device=best.device)
+        low_res = out.pred_masks[0][rows, best].float()  # (N, h, w): upsample only the chosen masks
+        masks = self.image_processor.post_process_masks(
+            [low_res[None].cpu()], [embedding.original_size], [embedding.reshaped_size]
+        )[0][0]
+        return masks.numpy().astype(bool), iou[rows, best].clamp(0, 1).cpu().numpy()

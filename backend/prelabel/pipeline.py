@@ -1,0 +1,104 @@
+"""The Labeler: Grounding DINO boxes, then SAM masks for all of them, as one Regions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from prelabel.geometry import nms_per_label
+from prelabel.labels import LabelPrompt
+from prelabel.models.base import Detector, Segmenter
+from prelabel.regions import Regions
+
+
+@dataclass(frozen=True)
+class LabelerConfig:
+    """Thresholds and limits of one Labeler."""
+
+    box_threshold: float = 0.35
+    text_threshold: float = 0.25
+    nms_iou: float = 0.5
+    max_detections: int = 100
+    review_threshold: float = 0.45
+
+
+class Labeler:
+    """Runs detector then segmenter on an image and returns :class:`Regions`.
+
+    Model code stays behind the Detector/Segmenter protocols; nothing here knows about any tool.
+    """
+
+    def __init__(self, detector: Detector, segmenter: Segmenter | None, config: LabelerConfig | None = None) -> None:
+        self.detector = detector
+        self.segmenter = segmenter
+        self.config = config or LabelerConfig()
+
+    @classmethod
+    def from_specs(
+        cls,
+        detector: str,
+        segmenter: str | None,
+        device: str = "auto",
+        dtype: str = "fp32",
+        config: LabelerConfig | None = None,
+        cache_mb: int = 512,
+    ) -> Labeler:
+        """Load models by spec (hub id, local path, official checkpoint or ``random-*``)."""
+        from prelabel.models.registry import load_detector, load_segmenter
+
+        seg = load_segmenter(segmenter, device, dtype, cache_mb) if segmenter else None
+        return cls(load_detector(detector, device, dtype), seg, config)
+
+    @property
+    def random_weights(self) -> bool:
+        """True when any model has random weights: its outputs are meaningless."""
+        return self.detector.random_weights or bool(self.segmenter and self.segmenter.random_weights)
+
+    def model_version(self, labels: Sequence[LabelPrompt]) -> str:
+        """A stable id of models, prompts and thresholds; it changes when any of them does."""
+        payload = {
+            "detector": self.detector.model_id,
+            "segmenter": self.segmenter.model_id if self.segmenter else None,
+            "labels": [asdict(label) for label in labels],
+            "config": asdict(self.config),
+        }
+        digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+        prefix = "prelabel-random" if self.random_weights else "prelabel"
+        return f"{prefix}-{digest}"
+
+    def predict(self, image: np.ndarray, labels: Sequence[LabelPrompt], with_masks: bool = True) -> Regions:
+        """Detect ``labels`` on an ``(H, W, 3)`` uint8 RGB image; segment every kept box when asked."""
+        cfg = self.config
+        started = time.perf_counter()
+        regions = self.detector.detect(image, labels, cfg.box_threshold, cfg.text_threshold)
+        keep = nms_per_label(regions.boxes_xyxy, regions.scores, regions.label_ids, cfg.nms_iou)
+        regions = regions.select(keep[: cfg.max_detections])
+        detected = time.perf_counter()
+        if with_masks and self.segmenter is not None:
+            masks, mask_scores = self.segmenter.segment_boxes(image, regions.boxes_xyxy)
+            regions = regions.with_masks(masks, mask_scores)
+        meta = {
+            "detector": self.detector.model_id,
+            "segmenter": self.segmenter.model_id if self.segmenter and with_masks else None,
+            "random_weights": self.random_weights,
+            "model_version": self.model_version(labels),
+            "seconds": {"detect": round(detected - started, 4), "segment": round(time.perf_counter() - detected, 4)},
+        }
+        return replace(regions, meta=meta)
+
+    def click(
+        self,
+        image: np.ndarray,
+        points: np.ndarray,
+        point_labels: np.ndarray,
+        box_xyxy: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """An interactive SAM mask from clicks and/or a box; reuses the cached image embedding."""
+        if self.segmenter is None:
+            raise RuntimeError("interactive segmentation needs a segmenter; none is configured")
+        return self.segmenter.segment_points(image, points, point_labels, box_xyxy)

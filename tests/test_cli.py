@@ -1,0 +1,52 @@
+"""`prelabel predict` as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+
+def run(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "prelabel.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_predict_writes_json_and_overlay(tmp_path):
+    from skimage import data
+
+    Image.fromarray(data.chelsea()).save(tmp_path / "cat.jpg")
+    result = run("predict", "cat.jpg", "--labels", "cat=cat|kitty,eye", "--detector", "random-tiny",
+                 "--segmenter", "random-tiny", "--out", "out.json", "--viz", "viz", "--include-masks", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "RANDOM" in result.stderr.upper() or "random-weight" in result.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["random_weights"] is True and doc["errors"] == []
+    (image,) = doc["images"]
+    assert image["image_size"] == [451, 300]
+    assert image["regions"] and {r["label"] for r in image["regions"]} <= {"cat", "eye"}
+    assert all("mask_rle" in r and "mask_score" in r for r in image["regions"])
+    overlay = np.asarray(Image.open(tmp_path / "viz" / "cat.png"))
+    assert overlay.shape == (300, 451, 3)
+
+
+def test_bad_inputs_give_clear_errors_and_nonzero_exit(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    result = run("predict", "notes.txt", "missing.png", "--labels", "cat", "--detector", "random-tiny",
+                 "--no-masks", "--out", "out.json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "notes.txt is not an image" in result.stderr
+    assert "missing.png does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(json.loads((tmp_path / "out.json").read_text())["errors"]) == 2
+
+
+def test_missing_labels_and_bad_model_are_one_line_errors(tmp_path):
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    no_labels = run("predict", "a.png", "--detector", "random-tiny", cwd=tmp_path)
+    assert no_labels.returncode == 2 and "no labels given" in no_labels.stderr
+    bad_model = run("predict", "a.png", "--labels", "cat", "--detector", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert bad_model.returncode == 2 and "local folder" in bad_model.stderr
+    assert "Traceback" not in no_labels.stderr + bad_model.stderr
