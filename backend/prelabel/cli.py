@@ -37,7 +37,25 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, help="JSON output file (default: stdout)")
     predict.add_argument("--viz", type=Path, help="folder for overlay PNGs")
     predict.set_defaults(func=_predict)
+
+    serve = sub.add_parser("serve", help="run the Label Studio ML backend")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9090)
+    serve.add_argument("--workers", type=int, default=1, help="processes; each loads its own models")
+    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--config", type=Path, help="YAML/TOML settings file (also PRELABEL_CONFIG)")
+    serve.set_defaults(func=_serve)
     return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from prelabel.server.run import serve
+
+    if args.config:
+        settings = Settings.load(args.config)
+    log.info("settings: %s", settings.redacted())
+    serve(settings, args.host, args.port, args.workers, args.threads)
+    return 0
 
 
 def _predict(args: argparse.Namespace, settings: Settings) -> int:

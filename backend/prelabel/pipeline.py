@@ -27,6 +27,24 @@ class LabelerConfig:
     review_threshold: float = 0.45
 
 
+def model_version(
+    detector_id: str,
+    segmenter_id: str | None,
+    random_weights: bool,
+    labels: Sequence[LabelPrompt],
+    config: LabelerConfig,
+) -> str:
+    """A short id of everything that shapes predictions; computable before any model is loaded."""
+    payload = {
+        "detector": detector_id,
+        "segmenter": segmenter_id,
+        "labels": [asdict(label) for label in labels],
+        "config": asdict(config),
+    }
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{'prelabel-random' if random_weights else 'prelabel'}-{digest}"
+
+
 class Labeler:
     """Runs detector then segmenter on an image and returns :class:`Regions`.
 
@@ -61,15 +79,10 @@ class Labeler:
 
     def model_version(self, labels: Sequence[LabelPrompt]) -> str:
         """A stable id of models, prompts and thresholds; it changes when any of them does."""
-        payload = {
-            "detector": self.detector.model_id,
-            "segmenter": self.segmenter.model_id if self.segmenter else None,
-            "labels": [asdict(label) for label in labels],
-            "config": asdict(self.config),
-        }
-        digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
-        prefix = "prelabel-random" if self.random_weights else "prelabel"
-        return f"{prefix}-{digest}"
+        return model_version(
+            self.detector.model_id, self.segmenter.model_id if self.segmenter else None, self.random_weights,
+            labels, self.config,
+        )
 
     def predict(self, image: np.ndarray, labels: Sequence[LabelPrompt], with_masks: bool = True) -> Regions:
         """Detect ``labels`` on an ``(H, W, 3)`` uint8 RGB image; segment every kept box when asked."""

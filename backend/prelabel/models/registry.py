@@ -120,7 +120,7 @@ def load_segmenter(
         processor = SamProcessor(
             SamImageProcessorPil(size={"longest_edge": side}, pad_size={"height": side, "width": side})
         )
-        return SamSegmenter(model, processor, Path(spec).name, False, device, torch_dtype, cache_bytes)
+        return SamSegmenter(model, processor, spec, False, device, torch_dtype, cache_bytes)
     _check_local("segmenter", spec)
     try:
         model = SamModel.from_pretrained(spec)

@@ -1,0 +1,39 @@
+"""``prelabel serve``: the app under gunicorn (threads, so /health answers during a long predict)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from prelabel.server.app import create_app
+from prelabel.settings import Settings
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.settings)
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 8, timeout: int = 300) -> None:
+    """Run the backend; each worker process loads the models once (in the background, at start-up)."""
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": timeout,
+        "graceful_timeout": timeout,
+        "accesslog": "-",
+        "errorlog": "-",
+    }
+    _Gunicorn(settings, options).run()

@@ -1,0 +1,115 @@
+"""Fetch task images the way Label Studio serves them: uploads, local files, cloud URIs, plain URLs."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass
+from urllib.parse import quote, urljoin, urlparse
+
+import numpy as np
+import requests
+
+from prelabel.images import ImageError, decode_image
+
+_CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi")
+
+
+class ImageFetchError(ValueError):
+    """An image that could not be fetched; the message names the setting to fix."""
+
+
+@dataclass(frozen=True)
+class LabelStudioAccess:
+    """Where Label Studio is and how to authenticate: a legacy token or a personal access (refresh) token."""
+
+    url: str
+    api_key: str
+
+    @property
+    def is_personal_access_token(self) -> bool:
+        return self.api_key.count(".") == 2  # a JWT refresh token
+
+
+class TaskImageFetcher:
+    """Downloads and decodes task images with Label Studio's authentication, size and time limits."""
+
+    def __init__(self, timeout_s: float = 20.0, max_bytes: int = 100 * 1024**2, max_pixels: int = 50_000_000) -> None:
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self.session = requests.Session()
+        self.session.max_redirects = 5
+        self._access_tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def fetch(self, url: str, access: LabelStudioAccess | None, task_id: int | None = None) -> np.ndarray:
+        """The image at a task's URL as an RGB array."""
+        if not isinstance(url, str) or not url:
+            raise ImageFetchError("the task has no image URL in its data")
+        scheme = urlparse(url).scheme
+        if scheme in _CLOUD_SCHEMES:
+            if access is None or task_id is None:
+                raise ImageFetchError(f"{url} is a cloud storage URI; set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY "
+                                      f"so prelabel can resolve it through Label Studio")
+            encoded = base64.urlsafe_b64encode(url.encode()).decode()
+            url = f"{access.url.rstrip('/')}/tasks/{task_id}/resolve/?fileuri={quote(encoded)}"
+        elif not scheme:
+            if access is None or not access.url:
+                raise ImageFetchError(f"{url} is relative to Label Studio; set LABEL_STUDIO_URL (and "
+                                      f"LABEL_STUDIO_API_KEY) or connect the backend from Label Studio")
+            url = urljoin(access.url.rstrip("/") + "/", url.lstrip("/"))
+        elif scheme not in ("http", "https"):
+            raise ImageFetchError(f"unsupported image URL scheme {scheme!r} in {url}")
+        headers = self._auth_headers(access) if access and _same_origin(url, access.url) else {}
+        data = self._download(url, headers)
+        try:
+            return decode_image(data, self.max_pixels, source=url)
+        except ImageError as exc:
+            raise ImageFetchError(str(exc)) from exc
+
+    def _download(self, url: str, headers: dict[str, str]) -> bytes:
+        try:
+            with self.session.get(url, headers=headers, timeout=self.timeout_s, stream=True) as response:
+                if response.status_code in (401, 403):
+                    raise ImageFetchError(f"Label Studio refused the image {url} ({response.status_code}): check "
+                                          f"LABEL_STUDIO_API_KEY (a legacy token or a personal access token)")
+                if response.status_code >= 400:
+                    raise ImageFetchError(f"fetching {url} failed with HTTP {response.status_code}")
+                chunks, size = [], 0
+                for chunk in response.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise ImageFetchError(f"{url} is larger than {self.max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except requests.RequestException as exc:
+            raise ImageFetchError(f"cannot fetch {url}: {exc.__class__.__name__}; check LABEL_STUDIO_URL and "
+                                  f"that the image host is reachable from the backend") from exc
+
+    def _auth_headers(self, access: LabelStudioAccess) -> dict[str, str]:
+        if not access.api_key:
+            return {}
+        if not access.is_personal_access_token:
+            return {"Authorization": f"Token {access.api_key}"}
+        with self._lock:
+            token = self._access_tokens.get(access.api_key)
+            if token is None:
+                token = self._refresh(access)
+                self._access_tokens[access.api_key] = token
+        return {"Authorization": f"Bearer {token}"}
+
+    def _refresh(self, access: LabelStudioAccess) -> str:
+        try:
+            response = self.session.post(f"{access.url.rstrip('/')}/api/token/refresh",
+                                         json={"refresh": access.api_key}, timeout=self.timeout_s)
+            response.raise_for_status()
+            return str(response.json()["access"])
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            raise ImageFetchError(f"could not exchange the personal access token at {access.url}: {exc}; "
+                                  f"check LABEL_STUDIO_API_KEY") from exc
+
+
+def _same_origin(url: str, base: str) -> bool:
+    a, b = urlparse(url), urlparse(base)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)

@@ -1,0 +1,42 @@
+"""A loopback HTTP server that serves images like Label Studio does (token-protected /data/ paths)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class ImageHost:
+    """Serves ``root`` on 127.0.0.1; paths under /data/ need ``Authorization: Token <token>``."""
+
+    def __init__(self, root: Path, token: str = "test-token") -> None:
+        host = self
+        self.root, self.token, self.requests = root, token, []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                host.requests.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/data/") and self.headers.get("Authorization") != f"Token {host.token}":
+                    self.send_error(401)
+                    return
+                path = host.root / self.path.split("?")[0].rsplit("/", 1)[-1]
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
