@@ -30,7 +30,9 @@ predict-demo: install
 		--out out/predictions.json --viz out/viz
 	@echo "overlays: out/viz/  predictions: out/predictions.json"
 
-demo: predict-demo
+## Label Studio on :8080 with the backend connected and a demo project pre-labeled
+demo: install
+	$(VENV)/bin/prelabel demo
 
 clean:
 	rm -rf $(VENV) .venv-ls out .pytest_cache .hypothesis

@@ -45,7 +45,20 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=8)
     serve.add_argument("--config", type=Path, help="YAML/TOML settings file (also PRELABEL_CONFIG)")
     serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo", help="local Label Studio + backend + a pre-labeled demo project")
+    demo.add_argument("--port", type=int, default=8080, help="Label Studio's port")
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="Label Studio data and logs")
+    demo.add_argument("images", nargs="*", type=Path, help="images to import (default: bundled photos)")
+    demo.set_defaults(func=_demo)
     return parser
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from prelabel.demo import run_demo
+
+    run_demo(args.workdir, args.port, args.images or None)
+    return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

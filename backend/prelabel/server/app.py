@@ -119,8 +119,8 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
         known = projects.setdefault(project, {})
         if access:
             known.update(url=access.url, api_key=access.api_key)
-        if project.isdigit() and access and access.api_key and known.get("version") != version:
-            known["version"] = version
+        known["version"] = version
+        if project.isdigit() and access and access.api_key:
             jobs.submit(lambda: set_project_model_version(access, int(project), version))
         return jsonify({"model_version": version})
 

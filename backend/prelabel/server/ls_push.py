@@ -29,8 +29,15 @@ def push_prediction(access: LabelStudioAccess, task_id: int, prediction: dict[st
 
 
 def set_project_model_version(access: LabelStudioAccess, project_id: int, version: str) -> None:
-    """Point the project at ``version`` so the Data Manager's prediction score column and sort use it."""
-    sdk_client(access).projects.update(project_id, model_version=version)
+    """Point the project at ``version`` so the Data Manager's prediction score column and sort use it.
+
+    Label Studio itself sets it to the backend's title when the backend is connected, so this checks
+    on every /setup and patches only when it differs.
+    """
+    client = sdk_client(access)
+    if client.projects.get(project_id).model_version != version:
+        client.projects.update(project_id, model_version=version)
+        log.info("project %s: model_version set to %s", project_id, version)
 
 
 class BackgroundJobs:

@@ -1,0 +1,30 @@
+"""Shared pytest fixtures."""
+
+import os
+
+# No network here or in CI: the hub must not be asked (it would time out), only local files.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from collections.abc import Iterator  # noqa: E402  (imports after the env above)
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from prelabel.ls_local import LocalLabelStudio, ensure_label_studio  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[LocalLabelStudio]:
+    """A real Label Studio on a free loopback port with an empty DB.
+
+    It runs from the venv ``$PRELABEL_LS_VENV`` (default ``<repo>/.venv-ls``), installed there on first use.
+    """
+    venv_dir = Path(os.environ.get("PRELABEL_LS_VENV") or REPO_ROOT / ".venv-ls")
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # show pip's progress during a first-time install
+        executable = ensure_label_studio(venv_dir)
+    with LocalLabelStudio(executable, tmp_path_factory.mktemp("label-studio")) as server:
+        yield server
