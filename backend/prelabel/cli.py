@@ -51,7 +51,20 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="Label Studio data and logs")
     demo.add_argument("images", nargs="*", type=Path, help="images to import (default: bundled photos)")
     demo.set_defaults(func=_demo)
+
+    cvat = sub.add_parser("cvat", help="CVAT helpers: 'prelabel cvat spec --labels ...' writes a function spec",
+                          add_help=False)
+    cvat.add_argument("cvat_args", nargs=argparse.REMAINDER)
+    cvat.set_defaults(func=_cvat)
     return parser
+
+
+def _cvat(args: argparse.Namespace, settings: Settings) -> int:
+    from prelabel.cvat.spec import cvat_spec_main
+
+    if args.cvat_args[:1] != ["spec"]:
+        raise ValueError("usage: prelabel cvat spec --labels 'name=prompt|prompt,...' [--out function.yaml]")
+    return cvat_spec_main(args.cvat_args[1:])
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

@@ -121,8 +121,13 @@ class LabelStudioAPI:
         return self.call("GET", f"/api/predictions?task={task_id}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(workdir: Path, port: int = 8080, images: Sequence[Path] | None = None) -> None:
     """Start Label Studio and the backend, pre-label a demo project, and keep both running until Ctrl-C."""
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops Label Studio and the backend too
     workdir.mkdir(parents=True, exist_ok=True)
     venv = Path(os.environ.get("PRELABEL_LS_VENV", ".venv-ls"))
     executable = ensure_label_studio(venv)

@@ -1,0 +1,1 @@
+"""CVAT integration: Nuclio functions (``nuclio``), cvat-sdk functions (``sdk_function``), the label spec (``spec``)."""

@@ -1,0 +1,105 @@
+"""cvat-sdk auto-annotation functions: Grounding DINO + SAM detection, and SAM clicks for CVAT AI agents.
+
+    cvat-cli task auto-annotate TASK_ID --function-module prelabel.cvat.sdk_function \\
+        -p labels=str:"rivet=oxidized rivet|rusted bolt,crack"
+    cvat-cli function create-native "SAM (prelabel)" --function-module prelabel.cvat.sdk_function \\
+        -p kind=str:interactor
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+
+import cvat_sdk.auto_annotation as cvataa
+import numpy as np
+import PIL.Image
+from cvat_sdk import models
+
+from prelabel.cvat.common import ModelSettings, click_prompt, with_threshold
+from prelabel.cvat.spec import CvatLabels
+from prelabel.formats.cvat import sdk_interaction_shapes, sdk_shapes
+from prelabel.models.base import Segmenter
+from prelabel.pipeline import Labeler
+
+log = logging.getLogger(__name__)
+
+
+class DetectionFunction:
+    """A cvat-sdk ``DetectionFunction``: labels found by their text prompts, as masks, polygons or boxes."""
+
+    def __init__(self, labeler: Labeler, labels: CvatLabels) -> None:
+        self._labeler = labeler
+        self._labels = labels
+        self._label_specs = {label.name: (i, labels.types[label.name]) for i, label in enumerate(labels.prompts)}
+        self._with_masks = any(kind != "rectangle" for kind in labels.types.values())
+        self.spec = cvataa.DetectionFunctionSpec(
+            labels=[cvataa.label_spec(name, i, type=kind) for name, (i, kind) in self._label_specs.items()]
+        )
+
+    def detect(
+        self, context: cvataa.DetectionFunctionContext, image: PIL.Image.Image
+    ) -> list[models.LabeledShapeRequest]:
+        """Shapes at or above ``context.conf_threshold``; a frame that fails is logged and gets none."""
+        try:
+            prompts = with_threshold(self._labels.prompts, context.conf_threshold)
+            regions = self._labeler.predict(np.asarray(image.convert("RGB")), prompts, with_masks=self._with_masks)
+            return sdk_shapes(regions, self._label_specs, context.conv_mask_to_poly)
+        except Exception:  # one bad frame must not abort the task's other frames
+            log.exception("prelabel: frame %r failed; it gets no annotations", context.frame_name)
+            return []
+
+
+class InteractionFunction:
+    """A cvat-sdk ``InteractionFunction`` (agents only): SAM from clicks and/or a box."""
+
+    spec = cvataa.InteractionFunctionSpec(min_pos_points=0, min_neg_points=0, min_bounding_boxes=0)
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self._segmenter = segmenter
+
+    def preprocess_image(self, context: cvataa.InteractionFunctionContext, image: PIL.Image.Image) -> np.ndarray:
+        """The RGB pixels; SAM's embedding of them is cached by content, so later clicks skip the encoder."""
+        return np.asarray(image.convert("RGB"))
+
+    def detect(
+        self,
+        context: cvataa.InteractionFunctionContext,
+        pp_image: np.ndarray,
+        prompts: cvataa.InteractionPrompts,
+    ) -> list[cvataa.InteractionResultShape]:
+        """One mask shape with SAM's confidence; none when the mask is empty."""
+        height, width = pp_image.shape[:2]
+        points, point_labels, box = click_prompt(
+            width, height, prompts.pos_points, prompts.neg_points, prompts.bounding_box
+        )
+        mask, score = self._segmenter.segment_points(pp_image, points, point_labels, box)
+        return sdk_interaction_shapes(np.asarray(mask, dtype=bool), score)
+
+
+def create(
+    labels: str = "",
+    kind: str = "detector",
+    label_type: str = "mask",
+    detector: str = "",
+    segmenter: str = "",
+    device: str = "",
+) -> DetectionFunction | InteractionFunction:
+    """The function cvat-cli loads (``-p NAME=TYPE:VALUE`` become these arguments).
+
+    ``labels`` uses the ``--labels`` syntax (default ``PRELABEL_LABELS``); ``kind`` is ``detector`` or
+    ``interactor``; ``label_type`` (mask, polygon, rectangle) is the shape of every label; empty
+    model arguments fall back to ``PRELABEL_DETECTOR`` / ``PRELABEL_SEGMENTER`` / ``PRELABEL_DEVICE``.
+    """
+    settings = ModelSettings.from_env()
+    overrides = {"detector": detector, "segmenter": segmenter, "device": device}
+    settings = replace(settings, **{key: value for key, value in overrides.items() if value})
+    if kind == "interactor":
+        return InteractionFunction(settings.load_segmenter())
+    if kind != "detector":
+        raise ValueError(f"kind must be 'detector' or 'interactor', got {kind!r}")
+    label_text = labels or os.environ.get("PRELABEL_LABELS", "")
+    if not label_text.strip():
+        raise ValueError("no labels given: pass -p labels=str:'cat,dog=puppy|dog' or set PRELABEL_LABELS")
+    return DetectionFunction(settings.labeler(), CvatLabels.parse(label_text, label_type))
