@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,8 +11,9 @@ import numpy as np
 
 from prelabel.labels import LabelPrompt
 from prelabel.models.base import Segmenter
-from prelabel.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, load_segmenter
-from prelabel.pipeline import Labeler, LabelerConfig
+from prelabel.models.registry import load_segmenter
+from prelabel.pipeline import Labeler
+from prelabel.settings import Settings
 
 
 class RequestError(ValueError):
@@ -22,35 +22,32 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """Model specs and device, as the ``PRELABEL_*`` environment variables give them."""
+    """The model part of the central :class:`~prelabel.settings.Settings` (``PRELABEL_*`` variables)."""
 
-    detector: str = DEFAULT_DETECTOR
-    segmenter: str = DEFAULT_SEGMENTER
-    device: str = "auto"
-    dtype: str = "fp32"
-    box_threshold: float = LabelerConfig.box_threshold
+    settings: Settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ModelSettings:
-        """Read ``PRELABEL_{DETECTOR,SEGMENTER,DEVICE,DTYPE,BOX_THRESHOLD}``; unset or empty means the default."""
-        env = os.environ if environ is None else environ
-        default = cls()
-        return cls(
-            detector=env.get("PRELABEL_DETECTOR") or default.detector,
-            segmenter=env.get("PRELABEL_SEGMENTER") or default.segmenter,
-            device=env.get("PRELABEL_DEVICE") or default.device,
-            dtype=env.get("PRELABEL_DTYPE") or default.dtype,
-            box_threshold=float(env.get("PRELABEL_BOX_THRESHOLD") or default.box_threshold),
-        )
+        """Settings from ``PRELABEL_*`` (and ``PRELABEL_CONFIG``), as the server reads them."""
+        return cls(Settings.load(env=None if environ is None else dict(environ)))
+
+    @property
+    def detector(self) -> str:
+        return self.settings.detector
+
+    @property
+    def segmenter(self) -> str:
+        return self.settings.segmenter
 
     def labeler(self) -> Labeler:
         """Grounding DINO + SAM (loaded once per process and spec)."""
-        config = LabelerConfig(box_threshold=self.box_threshold)
-        return Labeler.from_specs(self.detector, self.segmenter, self.device, self.dtype, config)
+        s = self.settings
+        return Labeler.from_specs(s.detector, s.segmenter, s.device, s.dtype, s.labeler_config(), s.cache_mb)
 
     def load_segmenter(self) -> Segmenter:
         """SAM alone, for the interactors (loaded once per process and spec)."""
-        return load_segmenter(self.segmenter, self.device, self.dtype)
+        s = self.settings
+        return load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb)
 
 
 def parse_threshold(value: Any) -> float | None:
