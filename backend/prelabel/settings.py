@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class Settings:
     basic_auth_pass: str = ""
     predict_deadline_s: float = 60.0
     fetch_timeout_s: float = 20.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -53,7 +52,7 @@ class Settings:
             values.update(_read_config(Path(config_file)))
         for f in fields(cls):
             name = _PLAIN_ENV.get(f.name, f"PRELABEL_{f.name.upper()}")
-            if name in env and f.name != "extra":
+            if name in env:
                 values[f.name] = env[name]
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
@@ -105,8 +104,6 @@ def _coerce(kind: Any, value: Any, name: str) -> Any:
             return float(value)
         if kind == "int":
             return int(value)
-        if kind.startswith("dict"):
-            return dict(value)
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"setting {name} must be a {kind}, got {value!r}") from exc

@@ -1,0 +1,24 @@
+import pytest
+
+from prelabel.settings import Settings
+
+
+def test_env_overrides_config_file_overrides_defaults(tmp_path):
+    config = tmp_path / "prelabel.yaml"
+    config.write_text("detector: /models/gdino\nbox_threshold: 0.4\nlabels:\n  cup: [coffee cup, mug]\n  cat: cat\n")
+    settings = Settings.load(config, env={"PRELABEL_BOX_THRESHOLD": "0.5", "LABEL_STUDIO_API_KEY": "secret"})
+    assert settings.detector == "/models/gdino" and settings.box_threshold == 0.5
+    assert settings.prompt_map()["cup"].prompts == ("coffee cup", "mug")
+    assert settings.redacted()["label_studio_api_key"] == "***"
+    assert Settings.load(env={}).box_threshold == 0.35
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="must be a float"):
+        Settings.load(env={"PRELABEL_BOX_THRESHOLD": "high"})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('detectr = "x"\n')
+    with pytest.raises(ValueError, match="unknown settings: detectr"):
+        Settings.load(bad, env={})
+    with pytest.raises(ValueError, match="does not exist"):
+        Settings.load(tmp_path / "missing.yaml", env={})
