@@ -142,6 +142,14 @@ def test_labels_fall_back_to_the_environment(monkeypatch):
     assert [label.name for label in sdk_function.create().spec.labels] == ["bolt"]
 
 
+def test_model_parameters_override_the_environment(monkeypatch):
+    monkeypatch.setenv("PRELABEL_DETECTOR", "/nowhere/gdino")
+    monkeypatch.setenv("PRELABEL_SEGMENTER", "/nowhere/sam")
+    function = sdk_function.create(labels="bolt", detector="random-tiny", segmenter="random-tiny", device="cpu")
+    assert function._labeler.detector.model_id == "random-tiny"
+    assert function._labeler.segmenter.model_id == "random-tiny"
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

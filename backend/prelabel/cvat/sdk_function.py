@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 
 import cvat_sdk.auto_annotation as cvataa
@@ -92,14 +91,14 @@ def create(
     ``interactor``; ``label_type`` (mask, polygon, rectangle) is the shape of every label; empty
     model arguments fall back to ``PRELABEL_DETECTOR`` / ``PRELABEL_SEGMENTER`` / ``PRELABEL_DEVICE``.
     """
-    settings = ModelSettings.from_env()
+    central = ModelSettings.from_env().settings
     overrides = {"detector": detector, "segmenter": segmenter, "device": device}
-    settings = replace(settings, **{key: value for key, value in overrides.items() if value})
+    settings = ModelSettings(replace(central, **{key: value for key, value in overrides.items() if value}))
     if kind == "interactor":
         return InteractionFunction(settings.load_segmenter())
     if kind != "detector":
         raise ValueError(f"kind must be 'detector' or 'interactor', got {kind!r}")
-    label_text = labels or os.environ.get("PRELABEL_LABELS", "")
+    label_text = labels or central.labels
     if not label_text.strip():
         raise ValueError("no labels given: pass -p labels=str:'cat,dog=puppy|dog' or set PRELABEL_LABELS")
     return DetectionFunction(settings.labeler(), CvatLabels.parse(label_text, label_type))
