@@ -28,3 +28,15 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.
         executable = ensure_label_studio(venv_dir)
     with LocalLabelStudio(executable, tmp_path_factory.mktemp("label-studio")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def random_tiny_env() -> Iterator[None]:
+    """``PRELABEL_*`` variables for random-tiny models on the CPU, and none that would pick labels or a spec file."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"PRELABEL_DETECTOR": "random-tiny", "PRELABEL_SEGMENTER": "random-tiny",
+                            "PRELABEL_DEVICE": "cpu"}.items():
+            patch.setenv(name, value)
+        for name in ("PRELABEL_LABELS", "PRELABEL_CVAT_FUNCTION_FILE", "PRELABEL_CONFIG"):
+            patch.delenv(name, raising=False)
+        yield

@@ -35,17 +35,7 @@ INTERACTOR_DIR = ROOT / "cvat_serverless" / "sam_interactor" / "nuclio"
 WIDTH, HEIGHT = 320, 240
 
 
-@pytest.fixture(scope="module", autouse=True)
-def random_models():
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "PRELABEL_DETECTOR": "random-tiny",
-            "PRELABEL_SEGMENTER": "random-tiny",
-            "PRELABEL_DEVICE": "cpu",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv(nuclio.FUNCTION_FILE_ENV, raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("random_tiny_env")
 
 
 @pytest.fixture(scope="module")

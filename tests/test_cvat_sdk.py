@@ -21,17 +21,7 @@ LABELS = "person=person|pedestrian,car,tree"
 WIDTH, HEIGHT = 320, 240
 
 
-@pytest.fixture(scope="module", autouse=True)
-def random_models():
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "PRELABEL_DETECTOR": "random-tiny",
-            "PRELABEL_SEGMENTER": "random-tiny",
-            "PRELABEL_DEVICE": "cpu",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("PRELABEL_LABELS", raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("random_tiny_env")
 
 
 @pytest.fixture(scope="module")

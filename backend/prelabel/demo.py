@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from prelabel.ls_local import LocalLabelStudio, ensure_label_studio, free_port
+from prelabel.ls_local import LocalLabelStudio, ensure_label_studio, free_port, stop_process_group
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,7 @@ class BackendProcess:
         raise RuntimeError(f"the backend did not become ready at {self.url}:\n{tail}")
 
     def stop(self, grace: float = 15) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(grace)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_process_group(self.proc, grace)
 
 
 class LabelStudioAPI:

@@ -190,19 +190,8 @@ class LocalLabelStudio:
     def stop(self, grace: float = 15) -> None:
         """Terminate the server's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if not _signal_group(proc.pid, signal.SIGTERM):
-            proc.wait()
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            proc.poll()  # reap the leader, or it stays in the group as a zombie
-            if not _signal_group(proc.pid, 0):
-                return
-            time.sleep(0.1)
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+        if proc is not None:
+            stop_process_group(proc, grace)
 
     def client(self) -> LabelStudio:
         """A ``label_studio_sdk`` client; SDK 2.x sends a non-JWT key as ``Authorization: Token <key>``."""
@@ -216,6 +205,21 @@ class LocalLabelStudio:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """Stop a process started with ``start_new_session=True`` and all its children: SIGTERM, then SIGKILL."""
+    if not _signal_group(proc.pid, signal.SIGTERM):
+        proc.wait()
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, or it stays in the group as a zombie
+        if not _signal_group(proc.pid, 0):
+            return
+        time.sleep(0.1)
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _signal_group(pgid: int, sig: int) -> bool:

@@ -112,6 +112,7 @@ def regions_to_results(
 ) -> list[dict[str, Any]]:
     """Label Studio result items for every control tag, each region carrying a label from that tag."""
     width, height = regions.image_size
+    confidence = region_confidence(regions)
     results: list[dict[str, Any]] = []
     for control in config.controls:
         for i in range(len(regions)):
@@ -131,7 +132,7 @@ def regions_to_results(
                     "original_width": width,
                     "original_height": height,
                     "image_rotation": 0,
-                    "score": round(float(region_confidence(regions)[i]), 4),
+                    "score": round(float(confidence[i]), 4),
                     "value": value,
                 }
             )

@@ -51,14 +51,6 @@ class BackgroundJobs:
     def submit(self, job: Callable[[], None]) -> None:
         self._queue.put(job)
 
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    def join(self) -> None:
-        """Wait until every queued job has run (tests and graceful shutdown)."""
-        self._queue.join()
-
     def _run(self) -> None:
         while True:
             job = self._queue.get()

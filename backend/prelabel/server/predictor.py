@@ -30,7 +30,7 @@ class BadRequest(ValueError):
 
 @dataclass(frozen=True)
 class PredictOutcome:
-    """Results in task order (``None`` for tasks left to the background job) and those tasks."""
+    """Results in task order (deferred tasks get an item without ``result``) and the deferred tasks."""
 
     results: list[dict[str, Any]]
     deferred: list[dict[str, Any]]
