@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from prelabel.settings import Settings
@@ -93,9 +94,7 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.viz import save_overlay
 
     labels = parse_labels(args.labels)
-    config = settings.labeler_config()
-    config = type(config)(args.box_threshold, args.text_threshold, config.nms_iou, config.max_detections,
-                          config.review_threshold)
+    config = replace(settings.labeler_config(), box_threshold=args.box_threshold, text_threshold=args.text_threshold)
     labeler = Labeler.from_specs(args.detector, None if args.no_masks else args.segmenter, args.device, args.dtype,
                                  config, settings.cache_mb)
     if labeler.random_weights:
