@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -13,8 +14,12 @@ from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel")
 
+# Modules that add subcommands: each has ``register(sub, settings)`` which adds its parsers and sets ``func``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
-def _model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
+
+def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """The model choice options shared by every command that runs the models."""
     parser.add_argument("--detector", default=settings.detector, help="hub id, local folder, or random-tiny/random-full")
     parser.add_argument("--segmenter", default=settings.segmenter, help="hub id, local folder, sam_vit_*.pth, random-*")
     parser.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:1, mps")
@@ -32,7 +37,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--labels", default=settings.labels,
                          help="'rivet=oxidized rivet|rusted bolt,crack,eye@0.2' (name=prompts, @ per-label threshold)")
-    _model_args(predict, settings)
+    model_args(predict, settings)
     predict.add_argument("--no-masks", action="store_true", help="boxes only, skip SAM")
     predict.add_argument("--include-masks", action="store_true", help="write masks as COCO RLE in the JSON")
     predict.add_argument("--out", type=Path, help="JSON output file (default: stdout)")
@@ -57,6 +62,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                           add_help=False)
     cvat.add_argument("cvat_args", nargs=argparse.REMAINDER)
     cvat.set_defaults(func=_cvat)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub, settings)
     return parser
 
 
