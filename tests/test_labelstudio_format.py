@@ -4,14 +4,17 @@ import numpy as np
 import pytest
 
 from prelabel.formats.labelstudio import (
+    REVIEW_NOTE,
     LabelConfigError,
     brush_rle_to_mask,
     parse_label_config,
     regions_to_results,
-    task_score,
+    result_shapes,
 )
+from prelabel.geometry import mask_iou
 from prelabel.labels import LabelPrompt
 from prelabel.regions import Regions
+from prelabel.uncertainty import FEATURES, score_regions
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -90,6 +93,36 @@ def test_results_follow_the_stored_format():
     assert np.array_equal(brush_rle_to_mask(brush["rle"], 80, 60), regions.masks[1])
 
 
-def test_task_score_is_the_least_confident_region():
-    assert task_score(make_regions()) == pytest.approx(0.3)
-    assert task_score(Regions.empty((10, 10), ["a"])) == 1.0
+def test_results_read_back_as_the_same_shapes_with_signals_and_review_notes():
+    regions = score_regions(make_regions(), [0.35, 0.35])
+    results = regions_to_results(regions, parse_label_config(CONFIG), review_threshold=0.45)
+    shapes = result_shapes(results)
+    assert len(shapes) == len(results)
+    confidence = 1 - regions.uncertainty
+    for item, shape in zip(results, shapes):
+        i = item["prelabel"]["region"]
+        assert shape.label == regions.label_names[regions.label_ids[i]] and shape.from_name == item["from_name"]
+        assert shape.features == item["prelabel"]["features"] and set(shape.features) == set(FEATURES)
+        assert ("meta" in item) == (confidence[i] < 0.45), "only low-confidence regions carry the review note"
+        if item["type"] == "rectanglelabels":
+            assert np.allclose(shape.box_xyxy, regions.boxes_xyxy[i], atol=1e-3)
+        elif item["type"] == "brushlabels":
+            assert np.array_equal(shape.mask, regions.masks[i])
+        else:
+            assert mask_iou(shape.mask[None], regions.masks[i][None])[0, 0] > 0.85
+    assert any(REVIEW_NOTE in item["meta"]["text"][0] for item in results if "meta" in item)
+
+
+def test_rotated_rectangle_reads_back_as_its_bounding_box():
+    item = {"type": "rectanglelabels", "from_name": "bbox", "original_width": 200, "original_height": 100,
+            "value": {"x": 50, "y": 50, "width": 10, "height": 20, "rotation": 90, "rectanglelabels": ["cat"]}}
+    (shape,) = result_shapes([item])
+    # 20x20 px rotated 90 degrees around its top-left corner (100, 50): x in [80, 100], y in [50, 70]
+    assert np.allclose(shape.box_xyxy, [80, 50, 100, 70], atol=1e-3)
+
+
+def test_malformed_result_items_are_a_clear_error_and_other_types_are_skipped():
+    assert result_shapes([{"type": "choices", "value": {"choices": ["x"]}}, "junk"]) == []
+    with pytest.raises(ValueError, match="'r1' \\(polygonlabels\\) is malformed"):
+        result_shapes([{"id": "r1", "type": "polygonlabels", "original_width": 10, "original_height": 10,
+                        "value": {"polygonlabels": ["a"]}}])

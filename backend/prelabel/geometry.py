@@ -35,6 +35,14 @@ def box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     return np.asarray(mask_utils.iou(xyxy_to_xywh(a_xyxy), xyxy_to_xywh(b_xyxy), [0] * len(b_xyxy)))
 
 
+def mask_iou(a_masks: np.ndarray, b_masks: np.ndarray) -> np.ndarray:
+    """Pairwise IoU ``(len(a), len(b))`` of two sets of same-size bool masks ``(N, H, W)`` (pycocotools RLE)."""
+    if len(a_masks) == 0 or len(b_masks) == 0:
+        return np.zeros((len(a_masks), len(b_masks)))
+    encode = lambda m: mask_utils.encode(np.asfortranarray(np.moveaxis(np.asarray(m), 0, -1), dtype=np.uint8))  # noqa: E731
+    return np.asarray(mask_utils.iou(encode(a_masks), encode(b_masks), [0] * len(b_masks)))
+
+
 def nms_per_label(
     boxes_xyxy: np.ndarray, scores: np.ndarray, label_ids: np.ndarray, iou_threshold: float
 ) -> np.ndarray:

@@ -14,6 +14,7 @@ from prelabel.geometry import nms_per_label
 from prelabel.labels import LabelPrompt
 from prelabel.models.base import Detector, Segmenter
 from prelabel.regions import Regions
+from prelabel.uncertainty import Calibration, score_regions
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ def model_version(
     random_weights: bool,
     labels: Sequence[LabelPrompt],
     config: LabelerConfig,
+    calibration: Calibration | None = None,
 ) -> str:
     """A short id of everything that shapes predictions; computable before any model is loaded."""
     payload = {
@@ -41,6 +43,8 @@ def model_version(
         "labels": [asdict(label) for label in labels],
         "config": asdict(config),
     }
+    if calibration is not None:
+        payload["calibration"] = calibration.to_dict()
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     return f"{'prelabel-random' if random_weights else 'prelabel'}-{digest}"
 
@@ -77,15 +81,25 @@ class Labeler:
         """True when any model has random weights: its outputs are meaningless."""
         return self.detector.random_weights or bool(self.segmenter and self.segmenter.random_weights)
 
-    def model_version(self, labels: Sequence[LabelPrompt]) -> str:
-        """A stable id of models, prompts and thresholds; it changes when any of them does."""
+    def model_version(self, labels: Sequence[LabelPrompt], calibration: Calibration | None = None) -> str:
+        """A stable id of models, prompts, thresholds and calibration; it changes when any of them does."""
         return model_version(
             self.detector.model_id, self.segmenter.model_id if self.segmenter else None, self.random_weights,
-            labels, self.config,
+            labels, self.config, calibration,
         )
 
-    def predict(self, image: np.ndarray, labels: Sequence[LabelPrompt], with_masks: bool = True) -> Regions:
-        """Detect ``labels`` on an ``(H, W, 3)`` uint8 RGB image; segment every kept box when asked."""
+    def predict(
+        self,
+        image: np.ndarray,
+        labels: Sequence[LabelPrompt],
+        with_masks: bool = True,
+        calibration: Calibration | None = None,
+    ) -> Regions:
+        """Detect ``labels`` on an ``(H, W, 3)`` uint8 RGB image; segment every kept box when asked.
+
+        Every region gets its uncertainty signals and confidence (see :mod:`prelabel.uncertainty`);
+        ``calibration`` (learned from feedback) replaces the heuristic confidence.
+        """
         cfg = self.config
         started = time.perf_counter()
         regions = self.detector.detect(image, labels, cfg.box_threshold, cfg.text_threshold)
@@ -95,11 +109,13 @@ class Labeler:
         if with_masks and self.segmenter is not None:
             masks, mask_scores = self.segmenter.segment_boxes(image, regions.boxes_xyxy)
             regions = regions.with_masks(masks, mask_scores)
+        thresholds = [cfg.box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels]
+        regions = score_regions(regions, thresholds, calibration)
         meta = {
             "detector": self.detector.model_id,
             "segmenter": self.segmenter.model_id if self.segmenter and with_masks else None,
             "random_weights": self.random_weights,
-            "model_version": self.model_version(labels),
+            "model_version": self.model_version(labels, calibration),
             "seconds": {"detect": round(detected - started, 4), "segment": round(time.perf_counter() - detected, 4)},
         }
         return replace(regions, meta=meta)

@@ -21,6 +21,7 @@ class Regions:
         masks: optional ``(N, H, W)`` bool masks.
         mask_scores: optional ``(N,)`` segmenter quality (SAM's predicted IoU) in ``[0, 1]``.
         uncertainty: optional ``(N,)`` in ``[0, 1]``; higher means a human should look first.
+        features: optional ``(N, F)`` uncertainty signals, columns named by ``prelabel.uncertainty.FEATURES``.
         meta: free-form provenance (model ids, ``random_weights``, timings).
     """
 
@@ -32,6 +33,7 @@ class Regions:
     masks: np.ndarray | None = None
     mask_scores: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
+    features: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,6 +58,11 @@ class Regions:
             raise ValueError("boxes must lie inside the image; clip them first")
         if n and ((self.scores < 0) | (self.scores > 1)).any():
             raise ValueError("scores must lie in [0, 1]")
+        if self.features is not None:
+            features = np.asarray(self.features, dtype=np.float32)
+            if features.ndim != 2 or len(features) != n:
+                raise ValueError(f"features must have shape (N={n}, F), got {features.shape}")
+            object.__setattr__(self, "features", features)
         if self.masks is not None:
             masks = np.asarray(self.masks, dtype=bool)
             if masks.shape != (n, height, width):
@@ -90,6 +97,7 @@ class Regions:
             masks=pick(self.masks),
             mask_scores=pick(self.mask_scores),
             uncertainty=pick(self.uncertainty),
+            features=pick(self.features),
         )
 
     def with_masks(self, masks: np.ndarray, mask_scores: np.ndarray) -> Regions:

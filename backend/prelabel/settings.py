@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from prelabel.feedback.service import FeedbackSettings
 from prelabel.labels import LabelPrompt, labels_from_mapping, parse_labels
 from prelabel.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 from prelabel.pipeline import LabelerConfig
@@ -41,6 +42,10 @@ class Settings:
     basic_auth_pass: str = ""
     predict_deadline_s: float = 60.0
     fetch_timeout_s: float = 20.0
+    feedback_db: str = "prelabel-data/feedback.sqlite3"  # SQLite file of annotators' corrections
+    fit_every: int = 0  # refit after this many new annotations (0: only on "Start training" or /train)
+    fit_beta: float = 1.0  # thresholds maximise F-beta on the feedback (beta > 1 favours recall)
+    fit_min_samples: int = 20  # judged regions a label needs for its threshold (and the calibration)
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -65,6 +70,10 @@ class Settings:
         """The thresholds part, for the Labeler."""
         return LabelerConfig(self.box_threshold, self.text_threshold, self.nms_iou, self.max_detections,
                              self.review_threshold)
+
+    def feedback_settings(self) -> FeedbackSettings:
+        """The fitting part, for the feedback service."""
+        return FeedbackSettings(beta=self.fit_beta, min_samples=self.fit_min_samples)
 
     def label_prompts(self) -> list[LabelPrompt]:
         """The configured labels (may be empty when the tool supplies them)."""

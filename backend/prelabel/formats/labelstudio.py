@@ -11,9 +11,10 @@ import numpy as np
 from defusedxml import ElementTree
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
 
-from prelabel.geometry import mask_to_polygons
+from prelabel.geometry import mask_to_box, mask_to_polygons, polygon_to_mask
 from prelabel.labels import LabelPrompt
 from prelabel.regions import Regions
+from prelabel.uncertainty import FEATURES, region_confidence
 
 # Control tag -> result type for the shapes we predict.
 OUTPUT_TAGS = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels", "BrushLabels": "brushlabels"}
@@ -108,9 +109,19 @@ def _labels(el: Element, prompt_map: Mapping[str, LabelPrompt], prompts: dict[st
 
 
 def regions_to_results(
-    regions: Regions, config: LabelConfig, polygon_tolerance: float = 0.01, max_vertices: int = 100
+    regions: Regions,
+    config: LabelConfig,
+    review_threshold: float = 0.0,
+    polygon_tolerance: float = 0.01,
+    max_vertices: int = 100,
 ) -> list[dict[str, Any]]:
-    """Label Studio result items for every control tag, each region carrying a label from that tag."""
+    """Label Studio result items for every control tag, each region carrying a label from that tag.
+
+    Each item's ``score`` is the region's confidence; regions below ``review_threshold`` carry the region
+    note (``meta.text``) "prelabel: review", which annotators see and search in the region list. The
+    ``prelabel`` key keeps the region's uncertainty signals, so feedback from the annotation that started
+    from this prediction can be learned from (Label Studio stores prediction results verbatim).
+    """
     width, height = regions.image_size
     confidence = region_confidence(regions)
     results: list[dict[str, Any]] = []
@@ -123,20 +134,30 @@ def regions_to_results(
             if value is None:
                 continue
             value[control.result_type] = [label]
-            results.append(
-                {
-                    "id": f"{control.name}_{i}",
-                    "from_name": control.name,
-                    "to_name": control.to_name,
-                    "type": control.result_type,
-                    "original_width": width,
-                    "original_height": height,
-                    "image_rotation": 0,
-                    "score": round(float(confidence[i]), 4),
-                    "value": value,
-                }
-            )
+            item: dict[str, Any] = {
+                "id": f"{control.name}_{i}",
+                "from_name": control.name,
+                "to_name": control.to_name,
+                "type": control.result_type,
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "score": round(float(confidence[i]), 4),
+                "value": value,
+            }
+            if confidence[i] < review_threshold:
+                item["meta"] = {"text": [f"{REVIEW_NOTE} (confidence {confidence[i]:.2f})"]}
+            if regions.features is not None:
+                item["prelabel"] = {"region": i, "features": dict(zip(FEATURES, _rounded(regions.features[i])))}
+            results.append(item)
     return results
+
+
+REVIEW_NOTE = "prelabel: review"
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 4) for v in values]
 
 
 def _value(regions: Regions, i: int, control: Control, tolerance: float, max_vertices: int) -> dict[str, Any] | None:
@@ -166,13 +187,59 @@ def brush_rle_to_mask(rle: Sequence[int], width: int, height: int) -> np.ndarray
     return decode_rle(list(rle)).reshape(height, width, 4)[:, :, 3] > 0
 
 
-def region_confidence(regions: Regions) -> np.ndarray:
-    """Per-region confidence shown to annotators: detector score, times SAM's IoU when masks exist."""
-    if regions.mask_scores is None:
-        return regions.scores
-    return regions.scores * regions.mask_scores
+@dataclass(frozen=True)
+class Shape:
+    """One Label Studio result item read back in pixels: a box, and a mask for polygons and brushes."""
+
+    from_name: str
+    label: str
+    box_xyxy: np.ndarray
+    mask: np.ndarray | None
+    score: float | None
+    features: dict[str, float] | None  # the ``prelabel`` signals when prelabel made the item
 
 
-def task_score(regions: Regions) -> float:
-    """The task-level prediction score (lower = look first): the least confident region, 1.0 if none."""
-    return float(region_confidence(regions).min()) if len(regions) else 1.0
+def result_shapes(results: Sequence[Any]) -> list[Shape]:
+    """The rectangle, polygon and brush items of a prediction's or annotation's ``result`` list.
+
+    Other item types (choices, keypoints, relations) are skipped; a malformed shape item raises
+    :class:`ValueError` naming the item.
+    """
+    shapes = []
+    for item in results:
+        if not isinstance(item, dict) or item.get("type") not in OUTPUT_TAGS.values():
+            continue
+        try:
+            shapes.append(_shape(item))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"result item {item.get('id', '?')!r} ({item.get('type')}) is malformed: {exc}") from exc
+    return shapes
+
+
+def _shape(item: dict[str, Any]) -> Shape:
+    width, height = int(item["original_width"]), int(item["original_height"])
+    if width <= 0 or height <= 0:
+        raise ValueError("original_width and original_height must be positive")
+    value, kind = item["value"], item["type"]
+    label = str(value[kind][0])
+    mask = None
+    if kind == "rectanglelabels":
+        x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+        theta = np.deg2rad(float(value.get("rotation") or 0))  # Label Studio rotates around (x, y)
+        rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        corners = (corners * [width / 100, height / 100]) @ rotation.T + [x * width / 100, y * height / 100]
+        box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+    elif kind == "polygonlabels":
+        points = np.asarray(value["points"], dtype=np.float64).reshape(-1, 2) * [width / 100, height / 100]
+        mask = polygon_to_mask(points, width, height)
+        box = np.concatenate([points.min(axis=0), points.max(axis=0)])
+    else:
+        mask = brush_rle_to_mask(value["rle"], width, height)
+        box = mask_to_box(mask)
+    box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
+    extra = item.get("prelabel")
+    features = extra.get("features") if isinstance(extra, dict) else None
+    score = item.get("score")
+    return Shape(str(item.get("from_name", "")), label, box, mask, None if score is None else float(score),
+                 features if isinstance(features, dict) else None)

@@ -12,6 +12,9 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from prelabel.feedback.fit import Learned
+from prelabel.feedback.service import FeedbackService, WebhookError, project_id
+from prelabel.feedback.store import FeedbackStore
 from prelabel.formats.labelstudio import LabelConfigError, parse_label_config
 from prelabel.models.random_weights import RANDOM_SPECS
 from prelabel.pipeline import Labeler, model_version
@@ -66,19 +69,42 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
     models = ModelHolder(settings, labeler)
     fetcher = TaskImageFetcher(settings.fetch_timeout_s, max_pixels=settings.max_pixels)
     jobs = BackgroundJobs()
-    projects: dict[str, dict[str, Any]] = {}  # project id -> access and last reported model_version
+    projects: dict[str, dict[str, Any]] = {}  # project id -> access, label config, last reported model_version
+    feedback_service: list[FeedbackService] = []  # opened on first use, so apps that never learn write no file
     app.extensions["prelabel"] = {"models": models, "jobs": jobs, "projects": projects}
 
-    def predictor() -> LabelStudioPredictor:
-        return LabelStudioPredictor(models.get(settings.predict_deadline_s), fetcher, settings.prompt_map())
+    def feedback() -> FeedbackService:
+        if not feedback_service:
+            feedback_service.append(FeedbackService(FeedbackStore(settings.feedback_db), settings.feedback_settings()))
+        return feedback_service[0]
 
-    def version_for(label_config: str) -> str:
-        """model_version without waiting for the models: it depends only on specs, prompts and thresholds."""
+    def learned_for(project: Any) -> Learned | None:
+        key = str(project or "").split(".")[0]
+        return feedback().learned(key) if key.isdigit() else None
+
+    def predictor(project: Any) -> LabelStudioPredictor:
+        return LabelStudioPredictor(models.get(settings.predict_deadline_s), fetcher, settings.prompt_map(),
+                                    settings.review_threshold, learned_for(project))
+
+    def version_for(label_config: str, project: Any) -> str:
+        """model_version without waiting for the models: specs, prompts, thresholds and the project's fit."""
+        learned = learned_for(project)
         config = parse_label_config(label_config, settings.prompt_map())
+        prompts = learned.apply(config.prompts) if learned else config.prompts
+        calibration = learned.calibration if learned else None
         if models.labeler is not None:
-            return models.labeler.model_version(config.prompts)
+            return models.labeler.model_version(prompts, calibration)
         random = settings.detector in RANDOM_SPECS or settings.segmenter in RANDOM_SPECS
-        return model_version(settings.detector, settings.segmenter, random, config.prompts, settings.labeler_config())
+        return model_version(settings.detector, settings.segmenter, random, prompts, settings.labeler_config(),
+                             calibration)
+
+    def fit(project: str, label_config: str) -> dict[str, Any]:
+        """Fit the project's feedback; /predict keeps serving with the previous fit meanwhile."""
+        prompts = parse_label_config(label_config, settings.prompt_map()).prompts
+        learned = feedback().fit(project, prompts, settings.box_threshold)
+        version = version_for(label_config, project)
+        projects.setdefault(project, {})["version"] = version
+        return {"status": "ok", "job": f"fit-{project}-{version}", "model_version": version, **learned.to_dict()}
 
     def access_for(project: str | None, payload: dict[str, Any] | None = None) -> LabelStudioAccess | None:
         """Configured URL/key win; otherwise what /setup sent for this project (hostname, access_token)."""
@@ -113,13 +139,13 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
     @app.post("/setup")
     def setup() -> Response:
         payload = json_body()
-        version = version_for(payload.get("schema", ""))
         project = str(payload.get("project", "")).split(".")[0]
+        version = version_for(payload.get("schema", ""), project)
         access = access_for(project, payload)
         known = projects.setdefault(project, {})
         if access:
             known.update(url=access.url, api_key=access.api_key)
-        known["version"] = version
+        known.update(version=version, label_config=payload.get("schema", ""))
         if project.isdigit() and access and access.api_key:
             jobs.submit(lambda: set_project_model_version(access, int(project), version))
         return jsonify({"model_version": version})
@@ -130,7 +156,7 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
         tasks = payload.get("tasks")
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise BadRequest("'tasks' must be a list of task objects")
-        predictor_ = predictor()
+        predictor_ = predictor(payload.get("project"))
         config = predictor_.config(payload.get("label_config", ""))
         access = access_for(payload.get("project"))
         context = (payload.get("params") or {}).get("context") or {}
@@ -154,15 +180,42 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
 
     @app.post("/webhook")
     def webhook() -> Response:
+        """Annotation events feed the store; START_TRAINING fits (Label Studio 1.23 never calls /train)."""
         payload = json_body()
-        action = payload.get("action")
-        log.info("webhook %s", action)
-        return jsonify({"status": "ok", "action": action})
+        if payload.get("action") == "START_TRAINING":
+            project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
+            try:
+                return jsonify(fit(project_id(payload), str(project.get("label_config", ""))))
+            except (LabelConfigError, ValueError) as exc:  # too little feedback: not an error state for LS
+                return jsonify({"status": "skipped", "reason": str(exc)})
+        outcome = feedback().handle(payload)
+        log.info("webhook %s: %s", payload.get("action"), outcome.get("status"))
+        if outcome["status"] == "stored" and settings.fit_every > 0:
+            project = project_id(payload)
+            if feedback().store.annotations_since_last_fit(project) >= settings.fit_every:
+                label_config = str((payload.get("project") or {}).get("label_config", ""))
+                jobs.submit(lambda: fit(project, label_config))
+        return jsonify(outcome)
 
     @app.post("/train")
-    def train() -> Response:
-        json_body()
-        return jsonify({"status": "ok"})
+    def train() -> Response | tuple[Response, int]:
+        """Fit now: ``{"project": id, "label_config": xml}`` (the config defaults to the one /setup saw)."""
+        payload = json_body()
+        project = project_id(payload)
+        label_config = payload.get("label_config") or projects.get(project, {}).get("label_config")
+        if not label_config:
+            raise BadRequest("pass 'label_config' (the project's labeling config XML); /setup has not seen it")
+        try:
+            return jsonify(fit(project, label_config))
+        except LabelConfigError:
+            raise
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 409
+
+    @app.get("/report")
+    def report() -> Response:
+        """Labeling analytics of ``?project=ID``: acceptance, corrections, precision/recall per version."""
+        return jsonify(feedback().report(project_id(request.args)))
 
     @app.get("/versions")
     def versions() -> Response:
@@ -170,6 +223,7 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
 
     @app.errorhandler(BadRequest)
     @app.errorhandler(LabelConfigError)
+    @app.errorhandler(WebhookError)
     def bad_request(exc: ValueError) -> tuple[Response, int]:
         log.warning("400: %s", exc)
         return jsonify({"error": str(exc)}), 400

@@ -14,12 +14,13 @@ from prelabel.formats.labelstudio import (
     LabelConfig,
     parse_label_config,
     regions_to_results,
-    task_score,
 )
+from prelabel.feedback.fit import Learned
 from prelabel.geometry import mask_to_box
 from prelabel.pipeline import Labeler
 from prelabel.regions import Regions
 from prelabel.server.task_images import LabelStudioAccess, TaskImageFetcher
+from prelabel.uncertainty import Calibration, task_score
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,35 @@ class PredictOutcome:
 
 
 class LabelStudioPredictor:
-    """Turns Label Studio tasks into predictions with one shared :class:`Labeler`."""
+    """Turns Label Studio tasks into predictions with one shared :class:`Labeler`.
 
-    def __init__(self, labeler: Labeler, fetcher: TaskImageFetcher, prompt_map: dict | None = None) -> None:
+    ``learned`` (the project's latest fit) supplies per-label thresholds and the confidence calibration.
+    """
+
+    def __init__(
+        self,
+        labeler: Labeler,
+        fetcher: TaskImageFetcher,
+        prompt_map: dict | None = None,
+        review_threshold: float = 0.0,
+        learned: Learned | None = None,
+    ) -> None:
         self.labeler = labeler
         self.fetcher = fetcher
         self.prompt_map = prompt_map or {}
+        self.review_threshold = review_threshold
+        self.learned = learned
 
     def config(self, label_config: str) -> LabelConfig:
-        return parse_label_config(label_config, self.prompt_map)
+        config = parse_label_config(label_config, self.prompt_map)
+        return replace(config, prompts=self.learned.apply(config.prompts)) if self.learned else config
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self.learned.calibration if self.learned else None
 
     def model_version(self, config: LabelConfig) -> str:
-        return self.labeler.model_version(config.prompts)
+        return self.labeler.model_version(config.prompts, self.calibration)
 
     def predict_tasks(
         self,
@@ -76,9 +94,10 @@ class LabelStudioPredictor:
         except ValueError as exc:
             log.warning("task %s: %s", task.get("id"), exc)
             return {"model_version": version, "error": str(exc)}
-        regions = self.labeler.predict(image, config.prompts, with_masks=config.needs_masks)
+        regions = self.labeler.predict(image, config.prompts, with_masks=config.needs_masks,
+                                       calibration=self.calibration)
         return {"model_version": version, "score": round(task_score(regions), 4),
-                "result": regions_to_results(regions, config)}
+                "result": regions_to_results(regions, config, self.review_threshold)}
 
     def interactive(
         self, task: dict[str, Any], config: LabelConfig, context: dict[str, Any], access: LabelStudioAccess | None

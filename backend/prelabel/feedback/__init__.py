@@ -1,0 +1,1 @@
+"""Learning from human corrections: match annotations to predictions, store outcomes, fit, report."""
