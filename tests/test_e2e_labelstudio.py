@@ -7,7 +7,10 @@ import pytest
 import requests
 from PIL import Image
 
-from prelabel.demo import BackendProcess, LabelStudioAPI
+from prelabel.demo import BackendProcess
+from prelabel.ls_api import LabelStudioAPI
+from prelabel.ranking import save_review_views
+from prelabel.uncertainty import FEATURES
 from prelabel.formats.labelstudio import brush_rle_to_mask
 
 pytestmark = pytest.mark.e2e
@@ -18,6 +21,8 @@ CONFIG = """<View><Image name="image" value="$image"/>
 <BrushLabels name="brush" toName="image"><Label value="cat"/><Label value="dog"/></BrushLabels>
 <KeyPointLabels name="kp" toName="image" smart="true"><Label value="cat"/></KeyPointLabels>
 </View>"""
+ONE_LABEL = """<View><Image name="image" value="$image"/>
+<RectangleLabels name="bbox" toName="image"><Label value="cat"/></RectangleLabels></View>"""
 SIZES = [(96, 64), (80, 120), (128, 128)]
 MODELS = {"PRELABEL_DETECTOR": "random-tiny", "PRELABEL_SEGMENTER": "random-tiny", "PRELABEL_BOX_THRESHOLD": "0.3"}
 
@@ -40,8 +45,10 @@ def api(label_studio):
 
 @pytest.fixture(scope="module")
 def backend(label_studio, tmp_path_factory):
-    env = {**MODELS, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token}
-    process = BackendProcess(env, tmp_path_factory.mktemp("backend") / "backend.log")
+    workdir = tmp_path_factory.mktemp("backend")
+    env = {**MODELS, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+           "PRELABEL_FEEDBACK_DB": str(workdir / "feedback.sqlite3")}
+    process = BackendProcess(env, workdir / "backend.log")
     process.wait_ready()
     yield process
     process.stop()
@@ -53,6 +60,14 @@ def project(api, backend, images):
     task_ids = api.import_images(project_id, images)
     ml_id = api.connect_backend(project_id, backend.url)
     return project_id, task_ids, ml_id
+
+
+def wait_for_project_version(api, project_id, version):
+    """/setup's background job points the project at our model_version; wait for it."""
+    deadline = time.monotonic() + 10
+    while api.call("GET", f"/api/projects/{project_id}")["model_version"] != version and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert api.call("GET", f"/api/projects/{project_id}")["model_version"] == version
 
 
 def check_prediction(prediction, size, version):
@@ -75,6 +90,8 @@ def check_prediction(prediction, size, version):
             assert len(points) >= 3 and (points >= 0).all() and (points <= 100).all()
         else:
             assert brush_rle_to_mask(value["rle"], width, height).any()
+        assert set(r["prelabel"]["features"]) == set(FEATURES), "Label Studio keeps prelabel's signals verbatim"
+        assert ("meta" in r) == (r["score"] < 0.45), "low-confidence regions carry the review note"
     assert {r["type"] for r in prediction["result"]} == set(controls.values())
 
 
@@ -92,10 +109,7 @@ def test_retrieve_predictions_stores_valid_predictions_for_every_task(api, backe
     api.retrieve_predictions(project_id)
     assert all(len(api.predictions(t)) == 1 for t in task_ids)
     # /setup pointed the project at our version, so the Data Manager's score column works.
-    deadline = time.monotonic() + 10
-    while api.call("GET", f"/api/projects/{project_id}")["model_version"] != version and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert api.call("GET", f"/api/projects/{project_id}")["model_version"] == version
+    wait_for_project_version(api, project_id, version)
     print(f"retrieve_predictions for {len(task_ids)} tasks: {elapsed:.2f} s")
 
 
@@ -112,21 +126,48 @@ def test_interactive_click_returns_a_mask(api, project):
     assert brush_rle_to_mask(brush["value"]["rle"], 96, 64).shape == (64, 96)
 
 
-def test_annotation_webhook_reaches_the_backend(api, backend, project):
-    _, task_ids, _ = project
-    result = [{"from_name": "bbox", "to_name": "image", "type": "rectanglelabels", "original_width": 96,
-               "original_height": 64, "value": {"x": 10, "y": 10, "width": 30, "height": 30, "rotation": 0,
-                                                "rectanglelabels": ["cat"]}}]
-    api.call("POST", f"/api/tasks/{task_ids[1]}/annotations", json={"result": result})
-    deadline = time.monotonic() + 15
-    while "webhook ANNOTATION_CREATED" not in backend.log_path.read_text() and time.monotonic() < deadline:
+def test_label_studio_orders_the_most_uncertain_task_first(api, backend, images):
+    # One label: random-tiny's boxes of different labels overlap so much that every task would score 0.
+    project_id = api.create_project("ranking", ONE_LABEL)
+    task_ids = api.import_images(project_id, images)
+    api.connect_backend(project_id, backend.url)
+    api.retrieve_predictions(project_id)
+    version = api.predictions(task_ids[0])[0]["model_version"]
+    wait_for_project_version(api, project_id, version)
+    scores = {t: api.predictions(t)[0]["score"] for t in task_ids}
+    assert len(set(scores.values())) == len(scores), "random-tiny gives every image its own score"
+    cut = sorted(scores.values())[1] + 1e-6  # two tasks below the review threshold
+    views = save_review_views(api, project_id, cut)
+    ordered = [t["id"] for t in api.tasks(project_id, view=views["most uncertain first"])]
+    assert ordered == sorted(task_ids, key=scores.get), "Label Studio's own sort: lowest score first"
+    flagged = [t["id"] for t in api.tasks(project_id, view=views["needs review"])]
+    assert flagged == sorted(task_ids, key=scores.get)[:2]
+    assert save_review_views(api, project_id, cut) == views, "saving again updates the same tabs"
+
+
+def test_annotation_feedback_reaches_the_store(api, backend, project):
+    project_id, task_ids, _ = project
+    (prediction,) = api.predictions(task_ids[1])
+    dropped = prediction["result"][0]["prelabel"]["region"]
+    kept = [r for r in prediction["result"] if r["prelabel"]["region"] != dropped]
+    added = {"from_name": "bbox", "to_name": "image", "type": "rectanglelabels", "original_width": 80,
+             "original_height": 120, "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rotation": 0,
+                                               "rectanglelabels": ["dog"]}}
+    api.call("POST", f"/api/tasks/{task_ids[1]}/annotations",
+             json={"result": kept + [added], "parent_prediction": prediction["id"]})
+    deadline, report = time.monotonic() + 15, {}
+    while time.monotonic() < deadline and not report.get("annotations"):
+        report = requests.get(f"{backend.url}/report", params={"project": project_id}, timeout=5).json()
         time.sleep(0.2)
-    assert "webhook ANNOTATION_CREATED" in backend.log_path.read_text()
+    overall = report["overall"]
+    assert report["annotations"] == 1 and overall["added"] == 1
+    assert overall["deleted"] == sum(r["prelabel"]["region"] == dropped for r in prediction["result"])
+    assert overall["accepted"] == len(kept)
 
 
 def test_tasks_past_the_deadline_are_pushed_by_the_background_job(api, label_studio, images, tmp_path):
     env = {**MODELS, "PRELABEL_PREDICT_DEADLINE_S": "0", "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.token}
+           "LABEL_STUDIO_API_KEY": label_studio.token, "PRELABEL_FEEDBACK_DB": str(tmp_path / "fb.sqlite3")}
     slow = BackendProcess(env, tmp_path / "backend.log")
     try:
         slow.wait_ready()

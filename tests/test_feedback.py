@@ -17,7 +17,7 @@ from prelabel.uncertainty import FEATURES
 
 
 def box(label, x1, y1, x2, y2, score=None, from_name="bbox"):
-    return Shape(from_name, label, np.array([x1, y1, x2, y2], dtype=np.float32), None, score, None)
+    return Shape(from_name, label, (100, 100), np.array([x1, y1, x2, y2], dtype=np.float32), None, score, None)
 
 
 def outcome(label, kind, score=None, features=None):

@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from prelabel.ls_api import LabelStudioAPI
 from prelabel.ls_local import LocalLabelStudio, ensure_label_studio, free_port, stop_process_group
 
 log = logging.getLogger(__name__)
@@ -71,47 +72,6 @@ class BackendProcess:
 
     def stop(self, grace: float = 15) -> None:
         stop_process_group(self.proc, grace)
-
-
-class LabelStudioAPI:
-    """The few Label Studio REST calls the demo and the tests need."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Token {token}"
-
-    def call(self, method: str, path: str, timeout: float = 300, **kwargs: Any) -> Any:
-        response = self.session.request(method, f"{self.url}{path}", timeout=timeout, **kwargs)
-        if not response.ok:
-            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
-        return response.json() if response.content else None
-
-    def create_project(self, title: str, label_config: str) -> int:
-        return int(self.call("POST", "/api/projects", json={"title": title, "label_config": label_config})["id"])
-
-    def import_images(self, project_id: int, paths: Sequence[Path]) -> list[int]:
-        """Upload files, one distinct multipart field per file (a repeated name imports only one)."""
-        files = {f"file{i}": (p.name, p.read_bytes()) for i, p in enumerate(paths)}
-        self.call("POST", f"/api/projects/{project_id}/import", files=files)
-        return [int(t["id"]) for t in self.tasks(project_id)]
-
-    def tasks(self, project_id: int) -> list[dict[str, Any]]:
-        return self.call("GET", f"/api/tasks?project={project_id}&page_size=1000")["tasks"]
-
-    def connect_backend(self, project_id: int, backend_url: str, title: str = "prelabel") -> int:
-        ml = self.call("POST", "/api/ml", json={"url": backend_url, "project": project_id, "title": title,
-                                                "is_interactive": True, "auth_method": "NONE"})
-        return int(ml["id"])
-
-    def retrieve_predictions(self, project_id: int, task_ids: Sequence[int] | None = None) -> Any:
-        """The Data Manager's "Retrieve Predictions" action (LS calls /setup then one /predict)."""
-        selected = {"all": True, "excluded": []} if task_ids is None else {"all": False, "included": list(task_ids)}
-        return self.call("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project_id}",
-                         json={"selectedItems": selected})
-
-    def predictions(self, task_id: int) -> list[dict[str, Any]]:
-        return self.call("GET", f"/api/predictions?task={task_id}")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -193,6 +193,7 @@ class Shape:
 
     from_name: str
     label: str
+    image_size: tuple[int, int]  # (width, height) of the image the item was drawn on
     box_xyxy: np.ndarray
     mask: np.ndarray | None
     score: float | None
@@ -241,5 +242,5 @@ def _shape(item: dict[str, Any]) -> Shape:
     extra = item.get("prelabel")
     features = extra.get("features") if isinstance(extra, dict) else None
     score = item.get("score")
-    return Shape(str(item.get("from_name", "")), label, box, mask, None if score is None else float(score),
+    return Shape(str(item.get("from_name", "")), label, (width, height), box, mask, None if score is None else float(score),
                  features if isinstance(features, dict) else None)

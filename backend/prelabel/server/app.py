@@ -146,9 +146,25 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
         if access:
             known.update(url=access.url, api_key=access.api_key)
         known.update(version=version, label_config=payload.get("schema", ""))
-        if project.isdigit() and access and access.api_key:
-            jobs.submit(lambda: set_project_model_version(access, int(project), version))
         return jsonify({"model_version": version})
+
+    def point_project_at(project: Any, access: LabelStudioAccess | None, version: str) -> None:
+        """Set the project's model_version to ours once its predictions exist (Label Studio refuses a version
+        without predictions), in a thread that retries while Label Studio is still storing them."""
+        project = str(project or "").split(".")[0]
+        known = projects.setdefault(project, {})
+        if not project.isdigit() or access is None or not access.api_key or known.get("pointed") == version:
+            return
+        known["pointed"] = version
+
+        def run() -> None:
+            try:
+                set_project_model_version(access, int(project), version)
+            except Exception:  # logged; the next /predict tries again
+                known.pop("pointed", None)
+                log.exception("could not set project %s's model_version", project)
+
+        threading.Thread(target=run, name="prelabel-model-version", daemon=True).start()
 
     @app.post("/predict")
     def predict() -> Response:
@@ -176,6 +192,8 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
                         if "result" in prediction:
                             push_prediction(access, int(task["id"]), prediction)
                 jobs.submit(push_rest)
+        if any("result" in r for r in outcome.results):
+            point_project_at(payload.get("project"), access, predictor_.model_version(config))
         return jsonify({"results": outcome.results})
 
     @app.post("/webhook")

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+
 from prelabel.server.task_images import LabelStudioAccess
 
 log = logging.getLogger(__name__)
@@ -28,11 +30,21 @@ def push_prediction(access: LabelStudioAccess, task_id: int, prediction: dict[st
     )
 
 
+def _predictions_not_stored_yet(exc: BaseException) -> bool:
+    """Label Studio refuses a model_version that no prediction has yet (400 on ``model_version``)."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    return isinstance(exc, ApiError) and exc.status_code == 400 and "model_version" in str(exc.body)
+
+
+@retry(retry=retry_if_exception(_predictions_not_stored_yet), stop=stop_after_delay(60),
+       wait=wait_exponential(multiplier=0.5, max=5), reraise=True)
 def set_project_model_version(access: LabelStudioAccess, project_id: int, version: str) -> None:
     """Point the project at ``version`` so the Data Manager's prediction score column and sort use it.
 
-    Label Studio itself sets it to the backend's title when the backend is connected, so this checks
-    on every /setup and patches only when it differs.
+    Label Studio sets it to the backend's title when the backend is connected and accepts only a version
+    that has predictions, so this runs after /predict, retries while they are being stored, and patches
+    only when the project points elsewhere.
     """
     client = sdk_client(access)
     if client.projects.get(project_id).model_version != version:
