@@ -1,5 +1,7 @@
 """Webhook -> feedback store -> fit -> new model_version and calibrated predictions, on Flask's test client."""
 
+import time
+
 import numpy as np
 import pytest
 from image_host import ImageHost
@@ -102,3 +104,27 @@ def test_train_without_enough_feedback_is_409_and_start_training_is_skipped(app)
     start = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 9, "label_config": CONFIG}})
     assert start.status_code == 200 and start.get_json()["status"] == "skipped"
     assert client.post("/train", json={"project": 9}).status_code == 400, "no label config known for the project"
+
+
+def test_fit_every_n_annotations_runs_in_the_background(host, tmp_path):
+    labeler = Labeler.from_specs("random-tiny", "random-tiny", device="cpu",
+                                 config=LabelerConfig(box_threshold=0.3, max_detections=12))
+    settings = Settings(detector="random-tiny", segmenter="random-tiny", box_threshold=0.3, label_studio_url=host.url,
+                        label_studio_api_key=host.token, feedback_db=str(tmp_path / "fb.sqlite3"),
+                        fit_min_samples=10, fit_every=3)
+    client = create_app(settings, labeler).test_client()
+    tasks = [{"id": i, "data": {"image": f"/data/upload/{i}.png"}} for i in range(3)]
+    body = {"tasks": tasks, "label_config": CONFIG, "project": "5.1"}
+    first = client.post("/setup", json={"project": "5.1", "schema": CONFIG}).get_json()["model_version"]
+    for task, prediction in zip(tasks, client.post("/predict", json=body).get_json()["results"]):
+        result, _, _ = annotate(prediction)
+        client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 5, "label_config": CONFIG},
+                                      "annotation": {"id": task["id"], "task": task["id"], "result": result,
+                                                     "prediction": prediction}})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        version = client.post("/setup", json={"project": "5.1", "schema": CONFIG}).get_json()["model_version"]
+        if version != first:
+            break
+        time.sleep(0.1)
+    assert version != first, "three annotations triggered a fit and a new model_version"
