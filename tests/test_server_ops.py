@@ -10,9 +10,11 @@ import pytest
 from image_host import ImageHost
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.serving import make_server
 
 from prelabel.pipeline import Labeler, LabelerConfig
 from prelabel.server import create_app
+from prelabel.server.healthcheck import check
 from prelabel.server.limits import ModelGate, Overloaded
 from prelabel.server.observability import configure_logging
 from prelabel.settings import Settings
@@ -125,3 +127,16 @@ def test_request_ids_in_responses_and_json_logs(labeler, host, capsys):
     assert [(r["request_id"], r["path"], r["status"]) for r in access] == [("ls-req-42", "/health", 200),
                                                                            (new_id, "/predict", 200)]
     assert all({"time", "level", "message", "duration_ms"} <= set(r) for r in access)
+
+
+def test_container_healthcheck_sends_the_configured_credentials(labeler, host):
+    settings = Settings(detector="random-tiny", segmenter="random-tiny", api_token="tok")
+    server = make_server("127.0.0.1", 0, create_app(settings, labeler), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert check(url, settings) == (True, "model_state=ready")
+        assert check(url, Settings()) == (False, f"{url}/health answered HTTP 401")
+    finally:
+        server.shutdown()
+    assert check(url, settings, timeout_s=1)[0] is False
