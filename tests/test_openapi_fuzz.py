@@ -69,6 +69,14 @@ def assert_still_serving(client, host) -> None:
     assert response.status_code == 200 and response.get_json()["results"][0]["result"]
 
 
+def test_every_route_is_documented(labeler):
+    app = create_app(Settings(detector="random-tiny", segmenter="random-tiny"), labeler)
+    routes = {(rule.rule, method.lower()) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, method) for path, item in openapi_document()["paths"].items() for method in item}
+    assert routes == documented
+
+
 def schema_fuzz(app) -> int:
     """Every operation of the document in schemathesis' positive and negative modes; returns requests sent."""
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)

@@ -12,7 +12,7 @@ import base64
 import hmac
 import logging
 
-from flask import Flask, Response, request
+from flask import Flask, Response, jsonify, request
 
 from prelabel.settings import Settings
 
@@ -37,27 +37,23 @@ def accepted_authorizations(settings: Settings) -> list[str]:
     return accepted
 
 
-def _json_error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(f'{{"error": "{message}"}}', status, mimetype="application/json", headers=headers)
-
-
 def install_auth(app: Flask, settings: Settings) -> None:
     """Refuse (401) every request without accepted credentials, before any handler runs."""
     accepted = accepted_authorizations(settings)
     challenge = {"WWW-Authenticate": 'Basic realm="prelabel"' if settings.basic_auth_user else "Bearer"}
 
     @app.before_request
-    def check_credentials() -> Response | None:
+    def check_credentials() -> tuple[Response, int, dict[str, str]] | None:
         if request.path == WEBHOOK_PATH:
             if settings.webhook_secret and not _equal(request.headers.get(WEBHOOK_SECRET_HEADER, ""),
                                                       settings.webhook_secret):
                 log.warning("webhook refused: missing or wrong %s header", WEBHOOK_SECRET_HEADER)
-                return _json_error(f"webhook secret required in the {WEBHOOK_SECRET_HEADER} header", 401)
+                return jsonify({"error": f"webhook secret required in the {WEBHOOK_SECRET_HEADER} header"}), 401, {}
             return None
         if not accepted:
             return None
         given = request.headers.get("Authorization", "")
         # Compare against every accepted value (no early exit), so timing does not tell which one is set.
         if not sum(_equal(given, value) for value in accepted):
-            return _json_error("authentication required", 401, challenge)
+            return jsonify({"error": "authentication required"}), 401, challenge
         return None
