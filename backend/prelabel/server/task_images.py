@@ -76,7 +76,7 @@ class TaskImageFetcher:
         elif not scheme:
             if access is None or not access.url:
                 raise ImageFetchError(f"{url} is relative to Label Studio; set LABEL_STUDIO_URL (and "
-                                      f"LABEL_STUDIO_API_KEY) or connect the backend from Label Studio")
+                                      f"LABEL_STUDIO_API_KEY)")
             url = urljoin(access.url.rstrip("/") + "/", url.lstrip("/"))
         elif scheme not in ("http", "https"):
             raise ImageFetchError(f"unsupported image URL scheme {scheme!r} in {url}")
