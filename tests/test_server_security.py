@@ -162,3 +162,12 @@ def test_check_address_classifies_addresses():
             policy.check_address("example.org", address)
     policy.check_address("example.org", "93.184.216.34")
     FetchPolicy(trusted_hosts=frozenset({"ls"})).check_address("ls", "10.0.0.5")
+
+
+def test_a_hostname_sent_to_setup_is_not_trusted_for_fetching(labeler, host):
+    client = create_app(Settings(**MODELS), labeler).test_client()
+    setup = {"project": "7.1", "schema": CONFIG, "hostname": host.url, "access_token": host.token}
+    assert client.post("/setup", json=setup).status_code == 200
+    body = {**predict_body(host), "project": "7.1"}
+    item = client.post("/predict", json=body).get_json()["results"][0]
+    assert "result" not in item and "PRELABEL_ALLOWED_HOSTS" in item["error"]
