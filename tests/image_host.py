@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import mimetypes
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
 class ImageHost:
-    """Serves ``root`` on 127.0.0.1; paths under /data/ need ``Authorization: Token <token>``."""
+    """Serves ``root`` on 127.0.0.1; paths under /data/ need ``Authorization: Token <token>``.
+
+    ``/redirect?to=URL`` answers 302 to ``URL``, as Label Studio's cloud-storage resolver does.
+    """
 
     def __init__(self, root: Path, token: str = "test-token") -> None:
         host = self
@@ -17,6 +21,11 @@ class ImageHost:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 host.requests.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/redirect?to="):
+                    self.send_response(302)
+                    self.send_header("Location", self.path.partition("=")[2])
+                    self.end_headers()
+                    return
                 if self.path.startswith("/data/") and self.headers.get("Authorization") != f"Token {host.token}":
                     self.send_error(401)
                     return
@@ -27,6 +36,9 @@ class ImageHost:
                 body = path.read_bytes()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
+                kind = mimetypes.guess_type(path.name)[0]
+                if kind:
+                    self.send_header("Content-Type", kind)
                 self.end_headers()
                 self.wfile.write(body)
 

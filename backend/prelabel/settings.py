@@ -17,7 +17,7 @@ from prelabel.pipeline import LabelerConfig
 
 # Settings read from plain (non-PRELABEL_) variables, as Label Studio's own tools name them.
 _PLAIN_ENV = {"label_studio_url": "LABEL_STUDIO_URL", "label_studio_api_key": "LABEL_STUDIO_API_KEY"}
-_SECRETS = ("label_studio_api_key", "basic_auth_pass")
+_SECRETS = ("label_studio_api_key", "basic_auth_pass", "api_token", "webhook_secret")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,18 @@ class Settings:
     fit_every: int = 0  # refit after this many new annotations (0: only on "Start training" or /train)
     fit_beta: float = 1.0  # thresholds maximise F-beta on the feedback (beta > 1 favours recall)
     fit_min_samples: int = 20  # judged regions a label needs for its threshold (and the calibration)
+    # Production hardening (docs/operations.md).
+    api_token: str = ""  # when set, "Authorization: Bearer <token>" is accepted (besides basic auth, if set)
+    webhook_secret: str = ""  # when set, /webhook needs the header "X-Prelabel-Webhook-Secret: <secret>"
+    allowed_hosts: str = ""  # image hosts besides Label Studio's: "cdn.example.com,*.s3.amazonaws.com" or "*"
+    allow_private_networks: bool = False  # let image URLs reach private/loopback/link-local addresses
+    local_roots: str = ""  # folders (comma-separated) the backend may read file:// and local-files images from
+    max_image_bytes: int = 100 * 1024**2
+    max_redirects: int = 5
+    max_in_flight: int = 1  # model requests running at once per process
+    max_queue: int = 16  # model requests waiting beyond that; more get 503 + Retry-After
+    queue_timeout_s: float = 30.0  # a waiting model request gets 503 after this long
+    log_format: str = "json"  # "json" (one object per line, with request ids) or "text"
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -113,6 +125,19 @@ def _coerce(kind: Any, value: Any, name: str) -> Any:
             return float(value)
         if kind == "int":
             return int(value)
+        if kind == "bool":
+            return _to_bool(value)
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"setting {name} must be a {kind}, got {value!r}") from exc
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(value)

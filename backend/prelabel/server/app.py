@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -18,8 +17,12 @@ from prelabel.feedback.store import FeedbackStore
 from prelabel.formats.labelstudio import LabelConfigError, parse_label_config
 from prelabel.models.random_weights import RANDOM_SPECS
 from prelabel.pipeline import Labeler, model_version
+from prelabel.server.limits import ModelGate, install_limits
 from prelabel.server.ls_push import BackgroundJobs, push_prediction, set_project_model_version
+from prelabel.server.observability import install_observability
+from prelabel.server.openapi import install_openapi
 from prelabel.server.predictor import BadRequest, LabelStudioPredictor
+from prelabel.server.security import install_auth
 from prelabel.server.task_images import LabelStudioAccess, TaskImageFetcher
 from prelabel.settings import Settings
 
@@ -67,11 +70,16 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
     settings = settings or Settings.load()
     app = Flask("prelabel")
     models = ModelHolder(settings, labeler)
-    fetcher = TaskImageFetcher(settings.fetch_timeout_s, max_pixels=settings.max_pixels)
+    fetcher = TaskImageFetcher.from_settings(settings)
     jobs = BackgroundJobs()
     projects: dict[str, dict[str, Any]] = {}  # project id -> access, label config, last reported model_version
     feedback_service: list[FeedbackService] = []  # opened on first use, so apps that never learn write no file
-    app.extensions["prelabel"] = {"models": models, "jobs": jobs, "projects": projects}
+    gate = ModelGate(settings.max_in_flight, settings.max_queue, settings.queue_timeout_s)
+    app.extensions["prelabel"] = {"models": models, "jobs": jobs, "projects": projects, "gate": gate}
+    install_observability(app, gate, lambda: models.labeler)  # first: request ids for everything after
+    install_auth(app, settings)
+    install_limits(app, gate)
+    install_openapi(app)
 
     def feedback() -> FeedbackService:
         if not feedback_service:
@@ -80,7 +88,9 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
 
     def learned_for(project: Any) -> Learned | None:
         key = str(project or "").split(".")[0]
-        return feedback().learned(key) if key.isdigit() else None
+        if not key.isdigit() or not (feedback_service or Path(settings.feedback_db).exists()):
+            return None  # nothing learned yet; reading must not create the store
+        return feedback().learned(key)
 
     def predictor(project: Any) -> LabelStudioPredictor:
         return LabelStudioPredictor(models.get(settings.predict_deadline_s), fetcher, settings.prompt_map(),
@@ -112,17 +122,6 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
         url = settings.label_studio_url or (payload or {}).get("hostname") or known.get("url", "")
         key = settings.label_studio_api_key or (payload or {}).get("access_token") or known.get("api_key", "")
         return LabelStudioAccess(url, key) if url else None
-
-    @app.before_request
-    def check_auth() -> Response | None:
-        if not settings.basic_auth_user or request.path == "/webhook":
-            return None  # Label Studio sends no credentials with webhooks
-        expected = base64.b64encode(f"{settings.basic_auth_user}:{settings.basic_auth_pass}".encode()).decode()
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Basic {expected}".encode()):
-            return Response('{"error": "authentication required"}', 401, mimetype="application/json",
-                            headers={"WWW-Authenticate": 'Basic realm="prelabel"'})
-        return None
 
     def json_body() -> dict[str, Any]:
         payload = request.get_json(silent=True)
@@ -188,7 +187,8 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
             else:
                 def push_rest(tasks_left=outcome.deferred) -> None:
                     for task in tasks_left:
-                        prediction = predictor_.predict_task(task, config, access)
+                        with gate.hold():
+                            prediction = predictor_.predict_task(task, config, access)
                         if "result" in prediction:
                             push_prediction(access, int(task["id"]), prediction)
                 jobs.submit(push_rest)

@@ -1,4 +1,7 @@
-"""``prelabel serve``: the app under gunicorn (threads, so /health answers during a long predict)."""
+"""``prelabel serve``: the app under gunicorn (threads, so /health answers during a long predict).
+
+On SIGTERM gunicorn stops accepting connections and lets in-flight requests finish (up to ``timeout`` s).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from prelabel.server.app import create_app
+from prelabel.server.observability import configure_logging
 from prelabel.settings import Settings
 
 
@@ -21,6 +25,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
+        configure_logging(self.settings.log_format)
         return create_app(self.settings)
 
 
@@ -33,7 +38,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: i
         "worker_class": "gthread",
         "timeout": timeout,
         "graceful_timeout": timeout,
-        "accesslog": "-",
+        "accesslog": None,  # the app logs each request itself, with its id and without the query string
         "errorlog": "-",
     }
     _Gunicorn(settings, options).run()

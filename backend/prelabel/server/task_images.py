@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urljoin, urlparse
 
 import numpy as np
 import requests
 
 from prelabel.images import ImageError, decode_image
+from prelabel.server.safe_fetch import FetchPolicy, guarded_session
+from prelabel.settings import Settings
 
 _CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi")
+_BINARY_TYPES = ("application/octet-stream", "binary/octet-stream")
 
 
 class ImageFetchError(ValueError):
@@ -32,21 +38,34 @@ class LabelStudioAccess:
 
 
 class TaskImageFetcher:
-    """Downloads and decodes task images with Label Studio's authentication, size and time limits."""
+    """Downloads and decodes task images with Label Studio's authentication, size and time limits.
 
-    def __init__(self, timeout_s: float = 20.0, max_bytes: int = 100 * 1024**2, max_pixels: int = 50_000_000) -> None:
+    ``policy`` says which hosts, addresses and local folders may be read (see :mod:`safe_fetch`); the default
+    allows no host at all.
+    """
+
+    def __init__(self, timeout_s: float = 20.0, max_bytes: int = 100 * 1024**2, max_pixels: int = 50_000_000,
+                 policy: FetchPolicy | None = None, max_redirects: int = 5) -> None:
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
-        self.session = requests.Session()
-        self.session.max_redirects = 5
+        self.policy = policy or FetchPolicy()
+        self.session = guarded_session(self.policy, max_redirects)
         self._access_tokens: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TaskImageFetcher:
+        return cls(settings.fetch_timeout_s, settings.max_image_bytes, settings.max_pixels,
+                   FetchPolicy.from_settings(settings), settings.max_redirects)
 
     def fetch(self, url: str, access: LabelStudioAccess | None, task_id: int | None = None) -> np.ndarray:
         """The image at a task's URL as an RGB array."""
         if not isinstance(url, str) or not url:
             raise ImageFetchError("the task has no image URL in its data")
+        local = self.policy.local_path(url)
+        if local is not None:
+            return self._decode(self._read_local(local), url)
         scheme = urlparse(url).scheme
         if scheme in _CLOUD_SCHEMES:
             if access is None or task_id is None:
@@ -57,16 +76,23 @@ class TaskImageFetcher:
         elif not scheme:
             if access is None or not access.url:
                 raise ImageFetchError(f"{url} is relative to Label Studio; set LABEL_STUDIO_URL (and "
-                                      f"LABEL_STUDIO_API_KEY) or connect the backend from Label Studio")
+                                      f"LABEL_STUDIO_API_KEY)")
             url = urljoin(access.url.rstrip("/") + "/", url.lstrip("/"))
         elif scheme not in ("http", "https"):
             raise ImageFetchError(f"unsupported image URL scheme {scheme!r} in {url}")
         headers = self._auth_headers(access) if access and _same_origin(url, access.url) else {}
-        data = self._download(url, headers)
+        return self._decode(self._download(url, headers), url)
+
+    def _decode(self, data: bytes, source: str) -> np.ndarray:
         try:
-            return decode_image(data, self.max_pixels, source=url)
+            return decode_image(data, self.max_pixels, source=source)
         except ImageError as exc:
             raise ImageFetchError(str(exc)) from exc
+
+    def _read_local(self, path: Path) -> bytes:
+        if path.stat().st_size > self.max_bytes:
+            raise ImageFetchError(f"{path} is larger than {self.max_bytes} bytes (PRELABEL_MAX_IMAGE_BYTES)")
+        return path.read_bytes()
 
     def _download(self, url: str, headers: dict[str, str]) -> bytes:
         try:
@@ -76,11 +102,16 @@ class TaskImageFetcher:
                                           f"LABEL_STUDIO_API_KEY (a legacy token or a personal access token)")
                 if response.status_code >= 400:
                     raise ImageFetchError(f"fetching {url} failed with HTTP {response.status_code}")
+                _check_headers(url, response.headers, self.max_bytes)
+                deadline = time.monotonic() + self.timeout_s
                 chunks, size = [], 0
                 for chunk in response.iter_content(1 << 16):
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise ImageFetchError(f"{url} is larger than {self.max_bytes} bytes")
+                        raise ImageFetchError(f"{url} is larger than {self.max_bytes} bytes (PRELABEL_MAX_IMAGE_BYTES)")
+                    if time.monotonic() > deadline:
+                        raise ImageFetchError(f"{url} took longer than {self.timeout_s} s to download "
+                                              f"(PRELABEL_FETCH_TIMEOUT_S)")
                     chunks.append(chunk)
                 return b"".join(chunks)
         except requests.RequestException as exc:
@@ -108,6 +139,16 @@ class TaskImageFetcher:
         except (requests.RequestException, KeyError, ValueError) as exc:
             raise ImageFetchError(f"could not exchange the personal access token at {access.url}: {exc}; "
                                   f"check LABEL_STUDIO_API_KEY") from exc
+
+
+def _check_headers(url: str, headers: Mapping[str, str], max_bytes: int) -> None:
+    """Refuse early what is declared too large or not an image (the bytes are sniffed again when decoded)."""
+    kind = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if kind and not (kind.startswith("image/") or kind in _BINARY_TYPES):
+        raise ImageFetchError(f"{url} is not an image (Content-Type {kind})")
+    length = headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise ImageFetchError(f"{url} is larger than {max_bytes} bytes (PRELABEL_MAX_IMAGE_BYTES)")
 
 
 def _same_origin(url: str, base: str) -> bool:
