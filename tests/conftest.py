@@ -12,6 +12,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from prelabel.ls_local import LocalLabelStudio, ensure_label_studio  # noqa: E402
+from prelabel.pipeline import Labeler, LabelerConfig  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +41,9 @@ def random_tiny_env() -> Iterator[None]:
         for name in ("PRELABEL_LABELS", "PRELABEL_CVAT_FUNCTION_FILE", "PRELABEL_CONFIG"):
             patch.delenv(name, raising=False)
         yield
+
+
+@pytest.fixture(scope="module")
+def labeler() -> Labeler:
+    """random-tiny Grounding DINO + SAM on the CPU, box threshold 0.3 (random-tiny finds regions at any image)."""
+    return Labeler.from_specs("random-tiny", "random-tiny", device="cpu", config=LabelerConfig(box_threshold=0.3))

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import mimetypes
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_random_images(root: Path, sizes: Mapping[str, tuple[int, int]], seed: int = 0) -> Path:
+    """Random RGB images named by ``sizes`` keys, each ``(height, width)``, written into ``root``."""
+    rng = np.random.default_rng(seed)
+    for name, (height, width) in sizes.items():
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(root / name)
+    return root
 
 
 class ImageHost:
@@ -52,3 +64,9 @@ class ImageHost:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> ImageHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -8,10 +8,10 @@ import requests
 from PIL import Image
 
 from prelabel.demo import BackendProcess
+from prelabel.formats.labelstudio import brush_rle_to_mask
 from prelabel.ls_api import LabelStudioAPI
 from prelabel.ranking import save_review_views
 from prelabel.uncertainty import FEATURES
-from prelabel.formats.labelstudio import brush_rle_to_mask
 
 pytestmark = pytest.mark.e2e
 

@@ -8,14 +8,12 @@ that conform to the document, and a server that still answers a valid request af
 import base64
 import json
 
-import numpy as np
 import pytest
 import schemathesis
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from image_host import ImageHost
-from PIL import Image
+from image_host import ImageHost, write_random_images
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -23,7 +21,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from prelabel.pipeline import Labeler, LabelerConfig
 from prelabel.server import create_app
 from prelabel.server.openapi import openapi_document
 from prelabel.settings import Settings
@@ -36,17 +33,9 @@ FUZZ = settings(deadline=None, database=None, derandomize=True, suppress_health_
 
 
 @pytest.fixture(scope="module")
-def labeler():
-    return Labeler.from_specs("random-tiny", "random-tiny", device="cpu", config=LabelerConfig(box_threshold=0.3))
-
-
-@pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
-    Image.fromarray(np.random.default_rng(2).integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(root / "a.png")
-    server = ImageHost(root)
-    yield server
-    server.close()
+    with ImageHost(write_random_images(tmp_path_factory.mktemp("images"), {"a.png": (32, 48)}, seed=2)) as server:
+        yield server
 
 
 @pytest.fixture()

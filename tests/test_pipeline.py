@@ -8,11 +8,6 @@ from prelabel.pipeline import Labeler, LabelerConfig
 
 
 @pytest.fixture(scope="module")
-def labeler():
-    return Labeler.from_specs("random-tiny", "random-tiny", device="cpu", config=LabelerConfig(box_threshold=0.3))
-
-
-@pytest.fixture(scope="module")
 def image():
     rng = np.random.default_rng(0)
     return rng.integers(0, 255, (90, 140, 3), dtype=np.uint8)

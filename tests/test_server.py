@@ -2,13 +2,10 @@
 
 import json
 
-import numpy as np
 import pytest
-from image_host import ImageHost
-from PIL import Image
+from image_host import ImageHost, write_random_images
 
 from prelabel.formats.labelstudio import brush_rle_to_mask
-from prelabel.pipeline import Labeler, LabelerConfig
 from prelabel.server import create_app
 from prelabel.settings import Settings
 
@@ -21,20 +18,11 @@ CONFIG = """<View><Image name="image" value="$image"/>
 
 
 @pytest.fixture(scope="module")
-def labeler():
-    return Labeler.from_specs("random-tiny", "random-tiny", device="cpu", config=LabelerConfig(box_threshold=0.3))
-
-
-@pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(root / "a.png")
-    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(root / "b.jpg")
+    root = write_random_images(tmp_path_factory.mktemp("images"), {"a.png": (60, 80), "b.jpg": (40, 50)})
     (root / "notes.png").write_bytes(b"definitely not a png")
-    server = ImageHost(root)
-    yield server
-    server.close()
+    with ImageHost(root) as server:
+        yield server
 
 
 @pytest.fixture()

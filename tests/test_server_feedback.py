@@ -2,10 +2,8 @@
 
 import time
 
-import numpy as np
 import pytest
-from image_host import ImageHost
-from PIL import Image
+from image_host import ImageHost, write_random_images
 
 from prelabel.pipeline import Labeler, LabelerConfig
 from prelabel.server import create_app
@@ -19,13 +17,9 @@ CONFIG = """<View><Image name="image" value="$image"/>
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(3)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / f"{i}.png")
-    server = ImageHost(root)
-    yield server
-    server.close()
+    images = write_random_images(tmp_path_factory.mktemp("images"), {f"{i}.png": (48, 64) for i in range(4)}, seed=3)
+    with ImageHost(images) as server:
+        yield server
 
 
 @pytest.fixture()

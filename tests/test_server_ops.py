@@ -5,14 +5,11 @@ import logging
 import threading
 import time
 
-import numpy as np
 import pytest
-from image_host import ImageHost
-from PIL import Image
+from image_host import ImageHost, write_random_images
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
-from prelabel.pipeline import Labeler, LabelerConfig
 from prelabel.server import create_app
 from prelabel.server.healthcheck import check
 from prelabel.server.limits import ModelGate, Overloaded
@@ -25,17 +22,9 @@ CONFIG = """<View><Image name="image" value="$image"/>
 
 
 @pytest.fixture(scope="module")
-def labeler():
-    return Labeler.from_specs("random-tiny", "random-tiny", device="cpu", config=LabelerConfig(box_threshold=0.3))
-
-
-@pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / "a.png")
-    server = ImageHost(root)
-    yield server
-    server.close()
+    with ImageHost(write_random_images(tmp_path_factory.mktemp("images"), {"a.png": (48, 64)}, seed=1)) as server:
+        yield server
 
 
 def make_client(labeler, host, **settings):

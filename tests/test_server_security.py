@@ -37,9 +37,8 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def host(root):
-    server = ImageHost(root)
-    yield server
-    server.close()
+    with ImageHost(root) as server:
+        yield server
 
 
 def fetcher(host, **settings):

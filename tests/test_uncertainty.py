@@ -6,14 +6,7 @@ import pytest
 from prelabel.feedback.fit import expected_calibration_error
 from prelabel.geometry import box_iou
 from prelabel.regions import Regions
-from prelabel.uncertainty import (
-    FEATURES,
-    Calibration,
-    heuristic_confidence,
-    region_features,
-    score_regions,
-    task_score,
-)
+from prelabel.uncertainty import FEATURES, Calibration, heuristic_confidence, region_features, score_regions, task_score
 
 COL = {name: i for i, name in enumerate(FEATURES)}
 

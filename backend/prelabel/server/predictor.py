@@ -9,13 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from prelabel.formats.labelstudio import (
-    CONTEXT_TAGS,
-    LabelConfig,
-    parse_label_config,
-    regions_to_results,
-)
 from prelabel.feedback.fit import Learned
+from prelabel.formats.labelstudio import CONTEXT_TAGS, LabelConfig, parse_label_config, regions_to_results
 from prelabel.geometry import mask_to_box
 from prelabel.pipeline import Labeler
 from prelabel.regions import Regions
