@@ -30,7 +30,8 @@ def test_dockerfile_passes_hadolint_and_runs_as_non_root_with_a_healthcheck(dock
     final_stage = text.rsplit("\nFROM ", 1)[1]
     assert re.search(r"^USER (?!root|0\b)\S+", final_stage, re.M), "the final stage must not run as root"
     assert "HEALTHCHECK" in final_stage and "prelabel.server.healthcheck" in final_stage
-    assert 'VOLUME ["/models"]' in final_stage and "HF_HOME=/models/hf" in final_stage
+    assert 'VOLUME ["/models", "/data"]' in final_stage and "HF_HOME=/models/hf" in final_stage
+    assert "PRELABEL_FEEDBACK_DB=/data/" in final_stage, "annotator feedback must live on the volume"
 
 
 def test_compose_wires_label_studio_and_the_backend():
@@ -46,6 +47,7 @@ def test_compose_wires_label_studio_and_the_backend():
     assert backend["depends_on"]["label-studio"]["condition"] == "service_healthy" and ls["healthcheck"]["test"]
     # the model cache volume is mounted where the image keeps HF_HOME
     assert "models:/models" in backend["volumes"] and "models" in compose["volumes"]
+    assert "feedback:/data" in backend["volumes"] and "feedback" in compose["volumes"], "feedback survives rebuilds"
     # local storage: the backend reads the same files, confined to that root
     ls_root = ls["environment"]["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"]
     assert backend["environment"]["PRELABEL_LOCAL_ROOTS"] == ls_root
