@@ -15,7 +15,7 @@ from prelabel.settings import Settings
 log = logging.getLogger("prelabel")
 
 # Modules that add subcommands: each has ``register(sub, settings)`` which adds its parsers and sets ``func``.
-COMMAND_MODULES: tuple[str, ...] = ("prelabel.batch.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("prelabel.batch.cli", "prelabel.eval_cli", "prelabel.qa.cli")
 
 
 def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:

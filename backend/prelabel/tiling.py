@@ -38,8 +38,10 @@ def predict_tiled(
     labeler: Labeler, image: np.ndarray, labels: Sequence[LabelPrompt], size: int, overlap: float,
     with_masks: bool = True,
 ) -> Regions:
-    """Run the labeler per tile and merge: boxes (and masks) shifted back to image coordinates,
-    class-aware NMS, and boxes cut by an inner tile edge dropped when a whole copy of them exists."""
+    """Run the labeler per tile and merge: boxes (and masks) shifted back to image coordinates, boxes cut
+    by an inner tile edge dropped where a whole copy of them exists (another tile saw the object whole),
+    then class-aware NMS. Objects larger than the overlap can stay split: choose ``overlap * size`` above
+    the largest object."""
     height, width = image.shape[:2]
     boxes, scores, label_ids, truncated, mask_scores, crops = [], [], [], [], [], []
     names: tuple[str, ...] = tuple(label.name for label in labels)
@@ -62,8 +64,10 @@ def predict_tiled(
         (width, height), names, np.concatenate(boxes), np.concatenate(scores), np.concatenate(label_ids),
         mask_scores=np.concatenate(mask_scores) if mask_scores else None,
     )
-    keep = nms_per_label(merged.boxes_xyxy, merged.scores, merged.label_ids, labeler.config.nms_iou)
-    keep = _drop_truncated(merged, keep, np.concatenate(truncated))[: labeler.config.max_detections]
+    candidates = _drop_truncated(merged, np.concatenate(truncated))
+    within = merged.select(candidates)
+    keep = candidates[nms_per_label(within.boxes_xyxy, within.scores, within.label_ids, labeler.config.nms_iou)]
+    keep = keep[: labeler.config.max_detections]
     merged = merged.select(keep)
     if crops:
         masks = np.zeros((len(keep), height, width), dtype=bool)
@@ -74,19 +78,19 @@ def predict_tiled(
     return replace(merged, meta={**meta, "tiles": len(boxes)})
 
 
-def _drop_truncated(regions: Regions, keep: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-    """``keep`` without the cut boxes that lie mostly inside a kept uncut box of the same label."""
+def _drop_truncated(regions: Regions, truncated: np.ndarray) -> np.ndarray:
+    """Indices of all regions but the cut ones that lie mostly inside an uncut region of the same label."""
     boxes, label_ids = regions.boxes_xyxy, regions.label_ids
-    whole = keep[~truncated[keep]]
+    whole = np.flatnonzero(~truncated)
     result = []
-    for index in keep:
-        if truncated[index] and len(whole):
-            same = whole[label_ids[whole] == label_ids[index]]
+    for index in range(len(regions)):
+        same = whole[label_ids[whole] == label_ids[index]] if truncated[index] else whole[:0]
+        if len(same):
             lo = np.maximum(boxes[same, :2], boxes[index, :2])
             hi = np.minimum(boxes[same, 2:], boxes[index, 2:])
             inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
             area = max(float(np.prod(boxes[index, 2:] - boxes[index, :2])), 1e-6)
-            if len(same) and (inter / area).max() >= TRUNCATED_INSIDE:
+            if (inter / area).max() >= TRUNCATED_INSIDE:
                 continue
         result.append(index)
     return np.asarray(result, dtype=np.int64)
