@@ -17,7 +17,7 @@ def square(x, y, size):
 def ground_truth(tmp_path):
     annotations = []
     for image_id in (1, 2):
-        for k, (x, y, size, category) in enumerate([(10, 10, 40, 1), (80, 30, 50, 2), (20, 100, 30, 1)]):
+        for x, y, size, category in [(10, 10, 40, 1), (80, 30, 50, 2), (20, 100, 30, 1)]:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
                                 "bbox": [x + image_id, y, size, size], "area": size * size, "iscrowd": 0,
                                 "segmentation": [square(x + image_id, y, size)]})

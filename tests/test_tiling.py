@@ -29,7 +29,7 @@ class BrightBlobDetectorDouble:
         count, _, stats, _ = cv2.connectedComponentsWithStats((image[:, :, 0] > 127).astype(np.uint8))
         x, y, w, h = (stats[1:, i].astype(np.float32) for i in range(4))
         boxes = np.stack([x, y, x + w, y + h], axis=1)
-        return Regions((image.shape[1], image.shape[0]), tuple(l.name for l in labels), boxes,
+        return Regions((image.shape[1], image.shape[0]), tuple(label.name for label in labels), boxes,
                        np.full(count - 1, 0.9), np.zeros(count - 1, dtype=np.int64))
 
 
@@ -68,5 +68,5 @@ def test_tiled_boxes_land_on_the_planted_objects():
     found = regions.boxes_xyxy[np.lexsort((regions.boxes_xyxy[:, 1], regions.boxes_xyxy[:, 0]))]
     expected = PLANTED[np.lexsort((PLANTED[:, 1], PLANTED[:, 0]))]
     np.testing.assert_array_equal(found, expected)
-    for box, mask in zip(regions.boxes_xyxy, regions.masks):
+    for box, mask in zip(regions.boxes_xyxy, regions.masks, strict=True):
         np.testing.assert_array_equal(mask, box_to_mask(box, 600, 400))
