@@ -7,12 +7,20 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prelabel.batch.outputs import FORMATS
 from prelabel.settings import Settings
+
+if TYPE_CHECKING:
+    from prelabel.batch.checkpoint import Checkpoint
+    from prelabel.batch.runner import BatchOptions, ModelSpec
+    from prelabel.batch.sources import ImageItem
+    from prelabel.labels import LabelPrompt
+    from prelabel.server.task_images import LabelStudioAccess
 
 log = logging.getLogger("prelabel.batch")
 CHECKPOINT = "checkpoint.jsonl"
+FORMATS = ("coco", "ls", "yolo", "cvat")
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
@@ -60,9 +68,9 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 def run_batch(args: argparse.Namespace, settings: Settings) -> int:
     """The command: resolve images, open/resume the checkpoint, label what is left, write the outputs."""
     from prelabel.batch.checkpoint import Checkpoint
-    from prelabel.batch.outputs import ls_config_for, write_outputs
-    from prelabel.batch.runner import BatchOptions, ModelSpec, run_local
-    from prelabel.batch.sources import LS_PREFIX, ImageLoader, resolve_source
+    from prelabel.batch.outputs import FILES, ls_config_for, write_outputs
+    from prelabel.batch.runner import BatchOptions, ModelSpec
+    from prelabel.batch.sources import LS_PREFIX, resolve_source
     from prelabel.labels import parse_labels
     from prelabel.server.task_images import LabelStudioAccess
 
@@ -95,29 +103,14 @@ def run_batch(args: argparse.Namespace, settings: Settings) -> int:
         todo = [item for item in items if item.key not in checkpoint.records]
         log.info("%d image(s): %d done before, %d to label", len(items), len(items) - len(todo), len(todo))
         started = time.perf_counter()
-        if todo and args.engine == "ray":
-            from prelabel.batch.ray_engine import RayResources, run_ray
-
-            resources = RayResources(args.ray_address, args.ray_actors, args.ray_cpus_per_actor,
-                                     args.ray_gpus_per_actor, args.ray_local_cpus)
-            run_ray(spec, labels, options, todo, settings.max_pixels, access, checkpoint, resources)
-        elif todo:
-            if args.threads:
-                import torch
-
-                torch.set_num_threads(args.threads)
-            labeler = spec.build()
-            if labeler.random_weights:
-                log.warning("random-weight models in use: the regions are NOT real predictions "
-                            "(tests and benchmarks only)")
-            run_local(labeler, labels, options, todo, ImageLoader(settings.max_pixels, access, settings.fetch_timeout_s),
-                      checkpoint, args.prefetch)
+        if todo:
+            _label(args, settings, spec, labels, options, todo, access, checkpoint)
         elapsed = time.perf_counter() - started
         records = {item.key: checkpoint.records[item.key] for item in items}
     if todo:
         log.info("labeled %d image(s) in %.1f s (%.2f images/s, engine %s)", len(todo), elapsed,
                  len(todo) / elapsed, args.engine)
-    (args.out / "labelstudio_config.xml").write_text(xml + "\n", encoding="utf-8")
+    (args.out / FILES["ls_config"]).write_text(xml + "\n", encoding="utf-8")
     written = write_outputs(args.out, records, labels, formats, ls_config, args.coco_segmentation,
                             args.yolo_task or ("segment" if options.with_masks else "detect"), args.image_url_prefix)
     errors = sum("error" in r for r in records.values())
@@ -130,3 +123,27 @@ def run_batch(args: argparse.Namespace, settings: Settings) -> int:
         log.info("pushed %d prediction(s) to Label Studio", pushed)
     log.info("wrote %s", ", ".join(str(p) for p in written.values()))
     return 0
+
+
+def _label(args: argparse.Namespace, settings: Settings, spec: ModelSpec, labels: list[LabelPrompt],
+           options: BatchOptions, todo: list[ImageItem], access: LabelStudioAccess | None,
+           checkpoint: Checkpoint) -> None:
+    """Run the chosen engine over the images not done yet."""
+    if spec.random_weights:
+        log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
+    if args.engine == "ray":
+        from prelabel.batch.ray_engine import RayResources, run_ray
+
+        resources = RayResources(args.ray_address, args.ray_actors, args.ray_cpus_per_actor,
+                                 args.ray_gpus_per_actor, args.ray_local_cpus)
+        run_ray(spec, labels, options, todo, settings.max_pixels, access, checkpoint, resources)
+        return
+    from prelabel.batch.runner import run_local
+    from prelabel.batch.sources import ImageLoader
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    loader = ImageLoader(settings.max_pixels, access, settings.fetch_timeout_s)
+    run_local(spec.build(), labels, options, todo, loader, checkpoint, args.prefetch)

@@ -18,7 +18,6 @@ from prelabel.regions import Regions
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("coco", "ls", "yolo", "cvat")
 FILES = {"coco": "coco.json", "ls": "labelstudio_tasks.json", "cvat": "cvat_coco.json", "yolo": "yolo",
          "errors": "errors.jsonl", "ls_config": "labelstudio_config.xml"}
 

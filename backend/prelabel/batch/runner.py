@@ -35,12 +35,16 @@ class ModelSpec:
     def build(self) -> Labeler:
         return Labeler.from_specs(self.detector, self.segmenter, self.device, self.dtype, self.config, self.cache_mb)
 
-    def model_version(self, labels: Sequence[LabelPrompt]) -> str:
-        """The Labeler's model_version, computed without loading the models."""
+    @property
+    def random_weights(self) -> bool:
+        """True when a model spec is ``random-*``: its outputs are meaningless."""
         from prelabel.models.random_weights import RANDOM_SPECS
 
-        random = self.detector in RANDOM_SPECS or self.segmenter in RANDOM_SPECS
-        return model_version(self.detector, self.segmenter, random, labels, self.config)
+        return self.detector in RANDOM_SPECS or self.segmenter in RANDOM_SPECS
+
+    def model_version(self, labels: Sequence[LabelPrompt]) -> str:
+        """The Labeler's model_version, computed without loading the models."""
+        return model_version(self.detector, self.segmenter, self.random_weights, labels, self.config)
 
 
 @dataclass(frozen=True)
