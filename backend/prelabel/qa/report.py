@@ -72,14 +72,15 @@ def html_report(document: dict[str, Any], items: list[Item], issues: list[Issue]
 
 
 def _thumbnail(item: Item, flagged: set[str], image_root: Path | None) -> str:
-    """An inline PNG of the image (or a grey canvas when it cannot be read) with every shape drawn."""
+    """An inline PNG of the image (or a grey canvas when it cannot be read) with every shape drawn by label
+    colour and the flagged ones outlined in red."""
     shapes = [s for group in item.annotators.values() for s in group]
     width = item.width or int(max([s.box[2] for s in shapes] + [64]))
     height = item.height or int(max([s.box[3] for s in shapes] + [64]))
     canvas = _background(item, width, height, image_root)
-    labels = ("ok", "flagged")
+    labels = tuple(sorted({s.label for s in shapes}))
     regions = Regions((width, height), labels, clip_boxes(np.array([s.box for s in shapes]), width, height),
-                      np.ones(len(shapes)), np.array([int(s.ref in flagged) for s in shapes]))
+                      np.ones(len(shapes)), np.array([labels.index(s.label) for s in shapes]))
     picture = draw_regions(canvas, regions)
     for shape in shapes:
         if shape.ref in flagged:
