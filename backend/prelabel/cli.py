@@ -15,7 +15,9 @@ from prelabel.settings import Settings
 log = logging.getLogger("prelabel")
 
 # Modules that add subcommands: each has ``register(sub, settings)`` which adds its parsers and sets ``func``.
-COMMAND_MODULES: tuple[str, ...] = ("prelabel.feedback.commands",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "prelabel.batch.cli", "prelabel.eval_cli", "prelabel.qa.cli", "prelabel.feedback.commands",
+)
 
 
 def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
@@ -147,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, OSError) as exc:  # user errors: one clear line, no traceback
         log.error("%s", exc)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: work already checkpointed stays; rerun the command to resume
+        log.error("interrupted")
+        return 130
 
 
 if __name__ == "__main__":

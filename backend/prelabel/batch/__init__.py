@@ -1,0 +1,1 @@
+"""Offline pre-labeling of folders, globs, manifests and Label Studio projects, with resume."""

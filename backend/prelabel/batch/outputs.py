@@ -1,0 +1,101 @@
+"""Final batch outputs, rebuilt from the checkpoint in key order so that a resumed run writes the same bytes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from prelabel.batch.records import record_regions
+from prelabel.formats.coco import Segmentation, coco_document
+from prelabel.formats.labelstudio import LabelConfig, parse_label_config, regions_to_results
+from prelabel.formats.yolo import YoloTask, write_yolo_dataset
+from prelabel.labels import LabelPrompt
+from prelabel.pipeline import LabelerConfig
+from prelabel.regions import Regions
+from prelabel.uncertainty import task_score
+
+log = logging.getLogger(__name__)
+
+FILES = {"coco": "coco.json", "ls": "labelstudio_tasks.json", "cvat": "cvat_coco.json", "yolo": "yolo",
+         "errors": "errors.jsonl", "ls_config": "labelstudio_config.xml"}
+
+
+def default_ls_config(labels: Sequence[LabelPrompt], with_masks: bool) -> str:
+    """A labeling config with a RectangleLabels tag (and a PolygonLabels tag when masks are predicted)."""
+    children = "".join(f'<Label value="{escape(label.name)}"/>' for label in labels)
+    polygons = f'<PolygonLabels name="polygon" toName="image">{children}</PolygonLabels>' if with_masks else ""
+    return (f'<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">{children}'
+            f'</RectangleLabels>{polygons}</View>')
+
+
+def write_outputs(
+    out_dir: Path,
+    records: dict[str, dict[str, Any]],
+    labels: Sequence[LabelPrompt],
+    formats: Sequence[str],
+    ls_config: LabelConfig,
+    coco_segmentation: Segmentation = "rle",
+    yolo_task: YoloTask = "segment",
+    image_url_prefix: str = "",
+) -> dict[str, Path]:
+    """Write the chosen formats and ``errors.jsonl``; returns the written paths by format."""
+    ordered = [records[key] for key in sorted(records)]
+    done = [(record, record_regions(record)) for record in ordered if "error" not in record]
+    names = [label.name for label in labels]
+    written = {"errors": out_dir / FILES["errors"]}
+    written["errors"].write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered if "error" in r),
+                                 encoding="utf-8")
+    info = _info(done)
+    if "coco" in formats:
+        document = coco_document([(r["key"], g) for r, g in done], names, coco_segmentation, True, info)
+        written["coco"] = _write_json(out_dir / FILES["coco"], document)
+    if "cvat" in formats:
+        document = coco_document([(r["key"], g) for r, g in done], names, "polygon", False, info)
+        written["cvat"] = _write_json(out_dir / FILES["cvat"], document)
+    if "ls" in formats:
+        tasks = [ls_task(r, g, ls_config, image_url_prefix) for r, g in done]
+        written["ls"] = _write_json(out_dir / FILES["ls"], tasks)
+    if "yolo" in formats:
+        local = [(r["key"], r["uri"], g) for r, g in done if r["task_id"] is None and "://" not in r["uri"]]
+        if len(local) < len(done):
+            log.warning("YOLO dataset: %d remote image(s) left out (it links local files only)", len(done) - len(local))
+        write_yolo_dataset(out_dir / FILES["yolo"], local, names, yolo_task)
+        written["yolo"] = out_dir / FILES["yolo"]
+    return written
+
+
+def ls_task(record: dict[str, Any], regions: Regions, config: LabelConfig, image_url_prefix: str = "") -> dict[str, Any]:
+    """A Label Studio task with its prediction, ready for the project import API or the UI."""
+    image = image_url_prefix + record["key"] if image_url_prefix else record["uri"]
+    return {
+        "data": {config.image_key: image},
+        "predictions": [ls_prediction(record, regions, config)],
+    }
+
+
+def ls_prediction(record: dict[str, Any], regions: Regions, config: LabelConfig) -> dict[str, Any]:
+    """The prediction of one image as Label Studio stores it, review notes and uncertainty signals included."""
+    return {"model_version": record["model_version"], "score": round(task_score(regions), 4),
+            "result": regions_to_results(regions, config, LabelerConfig().review_threshold)}
+
+
+def ls_config_for(xml: str | None, labels: Sequence[LabelPrompt], with_masks: bool) -> tuple[str, LabelConfig]:
+    """The labeling config XML (the given one, or the default one for ``labels``) and its parsed form."""
+    xml = xml or default_ls_config(labels, with_masks)
+    return xml, parse_label_config(xml, {label.name: label for label in labels})
+
+
+def _info(done: list[tuple[dict[str, Any], Regions]]) -> dict[str, Any]:
+    versions = sorted({r["model_version"] for r, _ in done})
+    random = any(r["random_weights"] for r, _ in done)
+    description = "prelabel pre-annotations" + (" (RANDOM WEIGHTS: not real predictions)" if random else "")
+    return {"description": description, "model_version": ",".join(versions), "random_weights": random}
+
+
+def _write_json(path: Path, document: Any) -> Path:
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    return path

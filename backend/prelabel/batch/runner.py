@@ -1,0 +1,108 @@
+"""The batch pipeline shared by both engines, and the local engine (background decoding, one model)."""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from prelabel.batch.checkpoint import Checkpoint
+from prelabel.batch.records import error_record, regions_record
+from prelabel.batch.sources import ImageItem, ImageLoader
+from prelabel.labels import LabelPrompt
+from prelabel.pipeline import Labeler, LabelerConfig, model_version
+from prelabel.regions import Regions
+from prelabel.tiling import predict_tiled
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to build the same Labeler in this process or in a Ray actor."""
+
+    detector: str
+    segmenter: str | None
+    device: str
+    dtype: str
+    config: LabelerConfig
+    cache_mb: int
+
+    def build(self) -> Labeler:
+        return Labeler.from_specs(self.detector, self.segmenter, self.device, self.dtype, self.config, self.cache_mb)
+
+    @property
+    def random_weights(self) -> bool:
+        """True when a model spec is ``random-*``: its outputs are meaningless."""
+        from prelabel.models.random_weights import RANDOM_SPECS
+
+        return self.detector in RANDOM_SPECS or self.segmenter in RANDOM_SPECS
+
+    def model_version(self, labels: Sequence[LabelPrompt]) -> str:
+        """The Labeler's model_version, computed without loading the models."""
+        return model_version(self.detector, self.segmenter, self.random_weights, labels, self.config)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How each image is labeled; part of the checkpoint header, so a resume cannot change it."""
+
+    with_masks: bool = True
+    tile: int | None = None
+    overlap: float = 0.2
+
+    def header(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def label_image(labeler: Labeler, labels: Sequence[LabelPrompt], options: BatchOptions, image: np.ndarray) -> Regions:
+    """Regions of one image, tiled when asked."""
+    if options.tile:
+        return predict_tiled(labeler, image, labels, options.tile, options.overlap, options.with_masks)
+    return labeler.predict(image, labels, with_masks=options.with_masks)
+
+
+def label_item(
+    labeler: Labeler, labels: Sequence[LabelPrompt], options: BatchOptions, item: ImageItem,
+    load: Callable[[ImageItem], np.ndarray],
+) -> dict[str, Any]:
+    """The checkpoint record of one item: its regions, or the reason it could not be read."""
+    try:
+        image = load(item)
+    except ValueError as exc:  # ImageError / ImageFetchError: reported, never fatal
+        return error_record(item, str(exc))
+    return regions_record(item, label_image(labeler, labels, options, image))
+
+
+def progress(total: int, desc: str) -> tqdm:
+    """The progress bar both engines show (images/s and ETA)."""
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+def run_local(
+    labeler: Labeler, labels: Sequence[LabelPrompt], options: BatchOptions, items: Sequence[ImageItem],
+    loader: ImageLoader, checkpoint: Checkpoint, prefetch: int = 4,
+) -> None:
+    """Label ``items`` in order while the next ``prefetch`` images decode in background threads."""
+    with progress(len(items), "pre-labeling") as bar:
+        for item, load in prefetched(items, loader.load, prefetch):
+            checkpoint.append(label_item(labeler, labels, options, item, lambda _item, f=load: f.result()))
+            bar.update()
+
+
+def prefetched(
+    items: Sequence[ImageItem], load: Callable[[ImageItem], np.ndarray], depth: int,
+) -> Iterator[tuple[ImageItem, Future[np.ndarray]]]:
+    """Each item with the future of its decoded image, at most ``depth`` decoding ahead."""
+    with ThreadPoolExecutor(max_workers=max(1, min(depth, 4)), thread_name_prefix="prelabel-decode") as pool:
+        pending: deque[tuple[ImageItem, Future[np.ndarray]]] = deque()
+        for item in items:
+            pending.append((item, pool.submit(load, item)))
+            if len(pending) > depth:
+                yield pending.popleft()
+        while pending:
+            yield pending.popleft()

@@ -1,0 +1,94 @@
+"""Regions -> COCO instances (boxes, polygon or RLE segmentation, scores) and COCO -> Regions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from prelabel.geometry import clip_boxes, mask_to_polygons, mask_to_rle, polygon_to_mask, rle_to_mask, xyxy_to_xywh
+from prelabel.regions import Regions
+
+Segmentation = Literal["polygon", "rle", "none"]
+
+
+def coco_document(
+    images: Sequence[tuple[str, Regions]],
+    label_names: Sequence[str],
+    segmentation: Segmentation = "rle",
+    include_scores: bool = True,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A COCO instances dict: one image per ``(file_name, regions)`` in the given order, ids from 1.
+
+    Categories follow ``label_names`` (id = position + 1). ``include_scores`` adds each region's
+    ``score`` (and ``mask_score``) the way COCO results carry them.
+    """
+    categories = [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(label_names)]
+    category_of = {name: i + 1 for i, name in enumerate(label_names)}
+    document: dict[str, Any] = {"info": info or {}, "licenses": [], "images": [], "annotations": [],
+                                "categories": categories}
+    for image_id, (file_name, regions) in enumerate(images, start=1):
+        width, height = regions.image_size
+        document["images"].append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        for i in range(len(regions)):
+            annotation = _annotation(regions, i, segmentation)
+            if annotation is None:
+                continue
+            annotation.update(id=len(document["annotations"]) + 1, image_id=image_id,
+                              category_id=category_of[regions.label_names[int(regions.label_ids[i])]])
+            if include_scores:
+                annotation["score"] = round(float(regions.scores[i]), 4)
+                if regions.mask_scores is not None:
+                    annotation["mask_score"] = round(float(regions.mask_scores[i]), 4)
+            document["annotations"].append(annotation)
+    return document
+
+
+def _annotation(regions: Regions, i: int, segmentation: Segmentation) -> dict[str, Any] | None:
+    box = [round(float(v), 2) for v in xyxy_to_xywh(regions.boxes_xyxy[i])[0]]
+    annotation: dict[str, Any] = {"bbox": box, "area": round(box[2] * box[3], 2), "iscrowd": 0}
+    mask = None if regions.masks is None else regions.masks[i]
+    if segmentation == "none" or mask is None or not mask.any():
+        if segmentation == "polygon":  # polygon consumers (CVAT) need a shape: the box outline
+            x, y, w, h = box
+            annotation["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+        return annotation
+    annotation["area"] = int(mask.sum())
+    if segmentation == "rle":
+        annotation["segmentation"] = mask_to_rle(mask)
+        return annotation
+    polygons = mask_to_polygons(mask, parts="all")
+    if not polygons:
+        return None
+    annotation["segmentation"] = [[round(float(v), 2) for v in polygon.ravel()] for polygon in polygons]
+    return annotation
+
+
+def coco_image_regions(document: dict[str, Any], image: dict[str, Any], with_masks: bool = True) -> Regions:
+    """The annotations of one COCO image as Regions (boxes clipped into the image; unscored ones get 1.0)."""
+    names = tuple(c["name"] for c in document["categories"])
+    index_of = {c["id"]: i for i, c in enumerate(document["categories"])}
+    width, height = int(image["width"]), int(image["height"])
+    annotations = [a for a in document["annotations"] if a["image_id"] == image["id"]]
+    boxes = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]
+    masks = None
+    if with_masks and annotations and all(a.get("segmentation") for a in annotations):
+        masks = np.stack([segmentation_mask(a["segmentation"], width, height) for a in annotations])
+    return Regions(
+        (width, height), names, clip_boxes(boxes, width, height),
+        np.array([a.get("score", 1.0) for a in annotations]), np.array([index_of[a["category_id"]] for a in annotations]),
+        masks=masks,
+    )
+
+
+def segmentation_mask(segmentation: list[list[float]] | dict[str, Any], width: int, height: int) -> np.ndarray:
+    """The mask of a COCO segmentation (polygons or RLE)."""
+    if isinstance(segmentation, dict):
+        return rle_to_mask(segmentation)
+    mask = np.zeros((height, width), dtype=bool)
+    for polygon in segmentation:
+        mask |= polygon_to_mask(np.asarray(polygon).reshape(-1, 2), width, height)
+    return mask

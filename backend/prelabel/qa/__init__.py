@@ -1,0 +1,1 @@
+"""Automated QA of COCO and Label Studio exports."""
