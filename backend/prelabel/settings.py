@@ -6,14 +6,16 @@ import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from prelabel.feedback.service import FeedbackSettings
 from prelabel.labels import LabelPrompt, labels_from_mapping, parse_labels
 from prelabel.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
-from prelabel.pipeline import LabelerConfig
+
+if TYPE_CHECKING:  # imported where used: `prelabel --help` must not load the model stack
+    from prelabel.feedback.service import FeedbackSettings
+    from prelabel.pipeline import LabelerConfig
 
 # Settings read from plain (non-PRELABEL_) variables, as Label Studio's own tools name them.
 _PLAIN_ENV = {"label_studio_url": "LABEL_STUDIO_URL", "label_studio_api_key": "LABEL_STUDIO_API_KEY"}
@@ -80,11 +82,15 @@ class Settings:
 
     def labeler_config(self) -> LabelerConfig:
         """The thresholds part, for the Labeler."""
+        from prelabel.pipeline import LabelerConfig
+
         return LabelerConfig(self.box_threshold, self.text_threshold, self.nms_iou, self.max_detections,
                              self.review_threshold)
 
     def feedback_settings(self) -> FeedbackSettings:
         """The fitting part, for the feedback service."""
+        from prelabel.feedback.service import FeedbackSettings
+
         return FeedbackSettings(beta=self.fit_beta, min_samples=self.fit_min_samples)
 
     def label_prompts(self) -> list[LabelPrompt]:
