@@ -27,6 +27,7 @@ class Settings:
     segmenter: str = DEFAULT_SEGMENTER
     device: str = "auto"
     dtype: str = "fp32"
+    sam_runtime: str = "torch"  # the segmenter's image encoder: torch, int8 (CPU) or onnx (CPU, ONNX Runtime)
     labels: str = ""  # "label=prompt|prompt,label2": prompts per label; used when a tool gives none
     box_threshold: float = 0.35
     text_threshold: float = 0.25

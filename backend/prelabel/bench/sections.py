@@ -1,0 +1,330 @@
+"""The sections of ``prelabel bench``; each measures side by side in one run and adds rows to the report."""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from prelabel.bench.report import Report, Row
+from prelabel.bench.server import ServerHarness
+from prelabel.bench.timing import Case, ModelTimer, interleaved, mask_iou, median, median_ratio, peak_rss_mb, rss_mb
+from prelabel.geometry import box_iou
+from prelabel.images import decode_image
+from prelabel.labels import LabelPrompt
+from prelabel.models.registry import load_detector, load_segmenter
+from prelabel.pipeline import Labeler
+
+NAIVE_REFERENCE = Path(__file__).resolve().parents[3] / "benchmarks" / "naive_reference.py"
+
+
+@dataclass
+class BenchImage:
+    """A test image as the bytes a request carries and as decoded pixels."""
+
+    name: str
+    data: bytes
+    pixels: np.ndarray
+
+    def click_points(self, count: int) -> np.ndarray:
+        """``count`` fixed click positions spread over the image, ``(count, 2)`` pixels."""
+        height, width = self.pixels.shape[:2]
+        fractions = np.stack([np.linspace(0.3, 0.7, count), np.linspace(0.6, 0.4, count)], axis=1)
+        return (fractions * [width, height]).astype(np.float32)
+
+
+@dataclass
+class Bench:
+    """What every section needs: the loaded models, images, labels, and the run's options."""
+
+    labeler: Labeler
+    images: list[BenchImage]
+    labels: list[LabelPrompt]
+    report: Report
+    detector_spec: str
+    segmenter_spec: str
+    device: str
+    dtype: str
+    cache_mb: int
+    repeats: int = 2
+    clicks: int = 5
+    requests: int = 500
+    family_specs: tuple[str, ...] = ()
+    server: ServerHarness | None = None
+    rss_loaded_mb: float = 0.0
+    section_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def segmenter(self):  # noqa: ANN201  (a SamSegmenter; the protocol lacks cache/embed)
+        return self.labeler.segmenter
+
+    def clear_embeddings(self, *_: object) -> None:
+        self.segmenter.cache.clear()
+
+
+def load_naive_reference() -> ModuleType:
+    """``benchmarks/naive_reference.py`` of the source checkout this package runs from."""
+    if not NAIVE_REFERENCE.is_file():
+        raise RuntimeError(f"the naive reference pipeline {NAIVE_REFERENCE} is missing: run `prelabel bench` from a "
+                           f"source checkout (pip install -e .)")
+    spec = importlib.util.spec_from_file_location("naive_reference", NAIVE_REFERENCE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def throughput(b: Bench) -> None:
+    """A realistic mix per image (one pre-label request, then clicks): prelabel vs the naive reference."""
+    naive_module = load_naive_reference()
+    det, seg = b.labeler.detector, b.segmenter
+    cfg = b.labeler.config
+    naive = naive_module.NaiveReference(det.model, det.processor, seg.model,
+                                        _sam_processor(seg), cfg.box_threshold, cfg.text_threshold, cfg.max_detections)
+    names = [label.name for label in b.labels]
+    parts: dict[str, list[float]] = {"naive_prelabel": [], "naive_click": [], "ours_prelabel": [], "ours_click": []}
+    boxes: dict[str, list[int]] = {"naive": [], "ours": []}
+
+    def timed(key: str, fn: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        result = fn()
+        parts[key].append(time.perf_counter() - started)
+        return result
+
+    def naive_mix(repeat: int) -> None:
+        image = b.images[repeat % len(b.images)]
+        boxes["naive"].append(len(timed("naive_prelabel", lambda: naive.prelabel(image.data, names))))
+        for x, y in image.click_points(b.clicks):
+            timed("naive_click", lambda: naive.click(image.data, (float(x), float(y))))
+
+    def ours_mix(repeat: int) -> None:
+        image = b.images[repeat % len(b.images)]
+        regions = timed("ours_prelabel", lambda: b.labeler.predict(decode_image(image.data), b.labels))
+        boxes["ours"].append(len(regions))
+        for point in image.click_points(b.clicks):
+            timed("ours_click", lambda: b.labeler.click(decode_image(image.data), point[None], np.ones(1, np.int64)))
+
+    times = interleaved({"naive": Case(naive_mix), "prelabel": Case(ours_mix, b.clear_embeddings)}, b.repeats)
+    mix = f"1 pre-label ({median(boxes['ours']):.0f} boxes) + {b.clicks} clicks per image, {b.repeats} images"
+    b.report.add(
+        Row("throughput", "mix speed-up vs naive (naive s / prelabel s)", median_ratio(times["naive"], times["prelabel"]),
+            "x", (">=", 3.0), mix),
+        Row("throughput", "prelabel mix seconds per image", median(times["prelabel"]), "s"),
+        Row("throughput", "naive mix seconds per image", median(times["naive"]), "s"),
+        Row("throughput", "pre-label request speed-up", median_ratio(parts["naive_prelabel"], parts["ours_prelabel"]),
+            "x", None, "cold: both encode the image once"),
+        Row("throughput", "click request speed-up", median(parts["naive_click"]) / median(parts["ours_click"]), "x",
+            None, "naive re-encodes per click; prelabel reuses the cached embedding"),
+        Row("throughput", "prelabel images per hour (mix)", 3600 / median(times["prelabel"]), "img/h"),
+    )
+    b.report.details["throughput"] = {"mix_seconds": times, "request_seconds": parts, "boxes_per_image": boxes}
+
+
+def _sam_processor(segmenter: object) -> object:
+    from transformers import SamProcessor
+
+    return SamProcessor(segmenter.image_processor)
+
+
+def click(b: Bench) -> None:
+    """An interactive click on a cached embedding vs a cold one (encoder + decoder)."""
+    image = b.images[0].pixels
+    point, label = b.images[0].click_points(1), np.ones(1, np.int64)
+    times = interleaved({
+        "cold": Case(lambda _: b.labeler.click(image, point, label), b.clear_embeddings),
+        "cached": Case(lambda _: b.labeler.click(image, point, label), lambda _: b.segmenter.embed(image)),
+    }, max(b.repeats, 3))
+    b.report.add(
+        Row("click", "cached click / cold click", median_ratio(times["cached"], times["cold"]), "ratio", ("<=", 0.05)),
+        Row("click", "cold click", median(times["cold"]) * 1000, "ms"),
+        Row("click", "cached click", median(times["cached"]) * 1000, "ms"),
+    )
+    b.report.details["click"] = times
+
+
+def decoder(b: Bench) -> None:
+    """All boxes of an image in one SAM decoder call vs one call per box, on a cached embedding."""
+    image = b.images[0].pixels
+    height, width = image.shape[:2]
+    b.segmenter.embed(image)
+    rng = np.random.default_rng(0)
+    for count in (1, 5, 20):
+        corners = rng.uniform(0, 1, (count, 2, 2)) * [width, height]
+        boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1) + 4], axis=1).astype(np.float32)
+        times = interleaved({
+            "batched": Case(lambda _: b.segmenter.segment_boxes(image, boxes)),
+            "sequential": Case(lambda _: [b.segmenter.segment_boxes(image, box[None]) for box in boxes]),
+        }, max(b.repeats, 3))
+        b.report.add(Row("decoder", f"sequential / batched time, {count} boxes",
+                         median_ratio(times["sequential"], times["batched"]), "x", None,
+                         f"batched {median(times['batched']) * 1000:.0f} ms"))
+
+
+def server(b: Bench) -> None:
+    """Share of a request's wall time outside the two models, through the Label Studio backend app."""
+    harness = b.server = ServerHarness(b.labeler, b.images[: min(2, len(b.images))], b.labels)
+    seg = b.segmenter
+    modules = [b.labeler.detector.model, seg.model, seg.model.vision_encoder]
+    split: dict[str, list[tuple[float, float]]] = {"prelabel": [], "click": []}
+    for image in harness.images:
+        b.clear_embeddings()
+        requests = [("prelabel", lambda image=image: harness.prelabel(image))]
+        requests += [("click", lambda image=image, p=p: harness.click(image, p)) for p in image.click_points(b.clicks)]
+        for kind, send in requests:
+            with ModelTimer(modules) as timer:
+                started = time.perf_counter()
+                send()
+                wall = time.perf_counter() - started
+            split[kind].append((wall, timer.seconds))
+
+    def outside_share(pairs: list[tuple[float, float]]) -> float:
+        wall = sum(w for w, _ in pairs)
+        return (wall - sum(m for _, m in pairs)) / wall
+
+    outside_click_ms = median(w - m for w, m in split["click"]) * 1000
+    b.report.add(
+        Row("server", "wall time outside the models, realistic mix", outside_share(split["prelabel"] + split["click"]),
+            "share", ("<=", 0.05), f"1 pre-label + {b.clicks} clicks per image over HTTP, {len(harness.images)} images"),
+        Row("server", "wall time outside the models, pre-label request", outside_share(split["prelabel"]), "share"),
+        Row("server", "wall time outside the models, click request", outside_share(split["click"]), "share", None,
+            f"{outside_click_ms:.0f} ms per click outside the decoder"),
+    )
+    b.report.details["server"] = split
+
+
+def memory(b: Bench) -> None:
+    """Resident memory: models loaded, peak, and after many cheap interactive requests (cache-bounded)."""
+    harness = b.server or ServerHarness(b.labeler, b.images[:1], b.labels)
+    b.server = harness
+    for image in harness.images:  # embeddings in the cache before counting, so requests are cheap clicks
+        b.segmenter.embed(image.pixels)
+    gc.collect()
+    before = rss_mb()
+    points = [image.click_points(7) for image in harness.images]
+    for i in range(b.requests):
+        image_index = i % len(harness.images)
+        harness.click(harness.images[image_index], points[image_index][(i // len(harness.images)) % 7])
+    gc.collect()
+    after = rss_mb()
+    cache = b.segmenter.cache
+    b.report.add(
+        Row("memory", "RSS with both models loaded", b.rss_loaded_mb, "MiB"),
+        Row("memory", "peak RSS so far", peak_rss_mb(), "MiB", None, "the bench process serves the app in-process"),
+        Row("memory", f"RSS after {b.requests} more requests", after, "MiB"),
+        Row("memory", f"RSS growth over {b.requests} requests", after - before, "MiB", ("<=", float(b.cache_mb)),
+            f"cache budget {b.cache_mb} MiB, {cache.used_bytes / 1024**2:.0f} MiB used by {len(cache)} embeddings"),
+    )
+
+
+def runtimes(b: Bench) -> None:
+    """Other precisions/runtimes of the SAME weights: speed ratio and mask/box IoU vs fp32 PyTorch."""
+    base = b.segmenter
+    image = b.images[0].pixels
+    variants = {f"{b.dtype} torch": base}
+    lower = "fp16" if b.device.startswith("cuda") else "bf16"
+    variants[f"{lower} torch"] = load_segmenter(b.segmenter_spec, b.device, lower, b.cache_mb)
+    if b.device == "cpu" and b.dtype == "fp32":
+        for runtime in ("int8", "onnx"):
+            variants[f"{runtime} encoder"] = load_segmenter(b.segmenter_spec, b.device, "fp32", b.cache_mb, runtime)
+    cases = {name: Case(lambda _, s=s: s.embed(image), lambda _, s=s: s.cache.clear()) for name, s in variants.items()}
+    times = interleaved(cases, b.repeats)
+    boxes = b.labeler.predict(image, b.labels, with_masks=False).boxes_xyxy
+    reference, _ = base.segment_boxes(image, boxes)
+    reference_name = next(iter(variants))
+    for name, seg in list(variants.items())[1:]:
+        masks, _ = seg.segment_boxes(image, boxes)
+        ious = [mask_iou(a, m) for a, m in zip(reference, masks)] or [1.0]
+        b.report.add(
+            Row("runtimes", f"SAM encoder speed-up, {name}", median_ratio(times[reference_name], times[name]), "x",
+                None, f"{median(times[name]):.2f} s vs {median(times[reference_name]):.2f} s"),
+            Row("runtimes", f"mask IoU vs {reference_name}, {name}", min(ious), "min IoU", (">=", 0.98),
+                f"{len(boxes)} boxes, mean {np.mean(ious):.4f}; >= 0.98 needed to be a default"),
+        )
+    export = getattr(variants.get("onnx encoder"), "encoder", None)
+    if export is not None:
+        b.report.add(Row("runtimes", "ONNX export at load", export.export_seconds, "s"))
+    b.report.details["runtimes"] = times
+    _detector_precision(b, image, lower)
+    del variants
+    load_segmenter.cache_clear()
+    gc.collect()
+
+
+@torch.inference_mode()
+def _detector_precision(b: Bench, image: np.ndarray, lower: str) -> None:
+    """Grounding DINO in bf16/fp16 vs the loaded precision: speed and IoU of the same queries' boxes."""
+    base = b.labeler.detector
+    other = load_detector(b.detector_spec, b.device, lower)
+    chunk = base.chunk_prompts(b.labels)[0]
+    times = interleaved({"base": Case(lambda _: base._run_chunk(image, chunk)),
+                         "lower": Case(lambda _: other._run_chunk(image, chunk))}, b.repeats)
+    ref_boxes, ref_scores, _ = base._run_chunk(image, chunk)
+    boxes, _, _ = other._run_chunk(image, chunk)
+    top = np.argsort(-ref_scores.max(axis=1))[: max(b.labeler.config.max_detections, 1)]
+    ious = np.diag(box_iou(ref_boxes[top], boxes[top]))
+    b.report.add(
+        Row("runtimes", f"Grounding DINO speed-up, {lower}", median_ratio(times["base"], times["lower"]), "x", None,
+            f"{median(times['lower']):.2f} s vs {median(times['base']):.2f} s"),
+        Row("runtimes", f"box IoU vs {b.dtype}, Grounding DINO {lower}", float(ious.min()), "min IoU", (">=", 0.98),
+            f"top {len(top)} queries, mean {ious.mean():.4f}"),
+    )
+    del other
+    load_detector.cache_clear()
+
+
+def segmenters(b: Bench) -> None:
+    """Faster segmenter families (SlimSAM, SAM 2.1) vs the loaded SAM: image encoder time side by side.
+
+    Random weights say nothing about their accuracy; the published figures are in docs/performance.md.
+    """
+    image = b.images[0].pixels
+    variants = {b.segmenter_spec: b.segmenter}
+    variants.update({spec: load_segmenter(spec, b.device, b.dtype, b.cache_mb) for spec in b.family_specs})
+    cases = {name: Case(lambda _, s=s: s.embed(image), lambda _, s=s: s.cache.clear()) for name, s in variants.items()}
+    times = interleaved(cases, b.repeats)
+    for name, seg in variants.items():
+        params = sum(p.numel() for p in seg.model.vision_encoder.parameters()) / 1e6
+        b.report.add(Row("segmenters", f"image encoder, {name}", median(times[name]), "s", None,
+                         f"{params:.1f} M encoder params; "
+                         f"{median_ratio(times[b.segmenter_spec], times[name]):.2f}x vs {b.segmenter_spec}"))
+    b.report.details["segmenters"] = times
+    del variants
+    load_segmenter.cache_clear()
+    gc.collect()
+
+
+@torch.inference_mode()
+def profile(b: Bench) -> None:
+    """torch.profiler over one Grounding DINO forward and one SAM image encoding: where the time goes."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    image = b.images[0].pixels
+    chunk = b.labeler.detector.chunk_prompts(b.labels)[0]
+    b.clear_embeddings()
+    jobs = {"grounding_dino": lambda: b.labeler.detector._run_chunk(image, chunk),
+            "sam_image_encoder": lambda: b.segmenter.embed(image)}
+    b.report.details["profile"] = {}
+    for name, job in jobs.items():
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            job()
+        averages = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in averages) or 1
+        top = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:3]
+        b.report.details["profile"][name] = averages.table(sort_by="self_cpu_time_total", row_limit=12)
+        b.report.add(Row("profile", f"{name}: top op share", top[0].self_cpu_time_total / total, "share", None,
+                         ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in top)))
+
+
+SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "throughput": throughput, "click": click, "decoder": decoder, "server": server, "memory": memory,
+    "runtimes": runtimes, "segmenters": segmenters, "profile": profile,
+}
