@@ -25,8 +25,9 @@ def quantize_encoder_int8(model: nn.Module) -> None:
     """Replace the Linear layers of ``model.vision_encoder`` by dynamically quantised int8 ones (CPU only)."""
     from torch.ao.quantization import quantize_dynamic
 
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao (see docs)
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
         model.vision_encoder = quantize_dynamic(model.vision_encoder, {nn.Linear}, dtype=torch.qint8)
 
 
