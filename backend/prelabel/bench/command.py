@@ -17,8 +17,7 @@ from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SECTION_NAMES = ("throughput", "click", "decoder", "server", "memory", "runtimes", "segmenters", "profile")
-OPT_IN_SECTIONS = ("detector_dtype",)  # minutes per forward where the CPU has no native bf16
+SECTION_NAMES = ("throughput", "click", "decoder", "server", "memory", "runtimes", "half", "segmenters", "profile")
 FULL_FAMILIES = ("random-full-slimsam-50", "random-full-slimsam-77", "random-full-sam2-tiny", "random-full-sam2-small")
 IMAGES = ("chelsea.jpg", "astronaut.jpg", "coffee.jpg", "rocket.jpg")  # bundled photos (assets/LICENSES.md)
 LABELS = "cat,person,cup=coffee cup|mug,rocket"
@@ -34,9 +33,9 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     model_args(bench, settings)
     bench.set_defaults(detector=None, segmenter=None, box_threshold=0.0, text_threshold=0.0, func=run_bench)
     bench.add_argument("--quick", action="store_true", help="smoke run on random-tiny models (seconds)")
-    bench.add_argument("--sections", default=",".join(SECTION_NAMES),
-                       help=f"comma-separated, from {','.join(SECTION_NAMES + OPT_IN_SECTIONS)} (default: all "
-                            f"but {','.join(OPT_IN_SECTIONS)})")
+    bench.add_argument("--sections", default=None,
+                       help=f"comma-separated, from {','.join(SECTION_NAMES)} (default: all; 'half' only where the "
+                            f"device has native fp16/bf16 kernels, as emulated bf16 takes minutes per forward)")
     bench.add_argument("--repeats", type=int, default=2, help="interleaved repeats per comparison (median)")
     bench.add_argument("--clicks", type=int, default=5, help="interactive clicks per image in the realistic mix")
     bench.add_argument("--boxes", type=int, default=5, help="boxes segmented per pre-label request")
@@ -52,24 +51,26 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     import torch
 
     from prelabel.bench.report import Report
-    from prelabel.bench.sections import SECTIONS, Bench, BenchImage
+    from prelabel.bench.sections import SECTIONS, Bench, BenchImage, native_half
     from prelabel.bench.timing import rss_mb
     from prelabel.images import decode_image
     from prelabel.labels import parse_labels
     from prelabel.models.registry import pick_device
     from prelabel.pipeline import Labeler
 
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    device = pick_device(args.device)
+    if args.sections is None:
+        sections = [s for s in SECTION_NAMES if s != "half" or native_half(device)]
+    else:
+        sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
-        raise ValueError(f"unknown bench sections {', '.join(unknown)}; choose from "
-                         f"{', '.join(SECTION_NAMES + OPT_IN_SECTIONS)}")
+        raise ValueError(f"unknown bench sections {', '.join(unknown)}; choose from {', '.join(SECTION_NAMES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     size = "tiny" if args.quick else "full"
     detector, segmenter = args.detector or f"random-{size}", args.segmenter or f"random-{size}"
     families = ("random-tiny-sam2",) if args.quick else FULL_FAMILIES + (("random-full-vit-h",) if args.vit_h else ())
-    device = pick_device(args.device)
     started = time.perf_counter()
     config = replace(settings.labeler_config(), box_threshold=args.box_threshold, text_threshold=args.text_threshold,
                      max_detections=args.boxes)
