@@ -16,8 +16,9 @@ from prelabel.cli import main
 def test_quick_bench_prints_the_table_and_writes_json_and_markdown(tmp_path):
     out = tmp_path / "bench"
     sections = "throughput,click,decoder,server,memory,runtimes,half,segmenters,profile"
-    done = subprocess.run([sys.executable, "-m", "prelabel.cli", "bench", "--quick", "--requests", "10", "--repeats", "1",
-                           "--sections", sections, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "prelabel.cli", "bench", "--quick", "--requests", "10", "--repeats", "1",
+               "--sections", sections, "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mix speed-up vs naive" in done.stdout and ("MET" in done.stdout or "MISSED" in done.stdout)
     document = json.loads(out.with_suffix(".json").read_text())
