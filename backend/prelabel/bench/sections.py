@@ -120,8 +120,8 @@ def throughput(b: Bench) -> None:
     times = interleaved({"naive": Case(naive_mix), "prelabel": Case(ours_mix, b.clear_embeddings)}, b.repeats)
     mix = f"1 pre-label ({median(boxes['ours']):.0f} boxes) + {b.clicks} clicks per image, {b.repeats} images"
     b.report.add(
-        Row("throughput", "mix speed-up vs naive (naive s / prelabel s)", median_ratio(times["naive"], times["prelabel"]),
-            "x", (">=", 3.0), mix),
+        Row("throughput", "mix speed-up vs naive (naive s / prelabel s)",
+            median_ratio(times["naive"], times["prelabel"]), "x", (">=", 3.0), mix),
         Row("throughput", "prelabel mix seconds per image", median(times["prelabel"]), "s"),
         Row("throughput", "naive mix seconds per image", median(times["naive"]), "s"),
         Row("throughput", "pre-label request speed-up", median_ratio(parts["naive_prelabel"], parts["ours_prelabel"]),
@@ -195,7 +195,8 @@ def server(b: Bench) -> None:
     outside_click_ms = median(w - m for w, m in split["click"]) * 1000
     b.report.add(
         Row("server", "wall time outside the models, realistic mix", outside_share(split["prelabel"] + split["click"]),
-            "share", ("<=", 0.05), f"1 pre-label + {b.clicks} clicks per image over HTTP, {len(harness.images)} images"),
+            "share", ("<=", 0.05),
+            f"1 pre-label + {b.clicks} clicks per image over HTTP, {len(harness.images)} images"),
         Row("server", "wall time outside the models, pre-label request", outside_share(split["prelabel"]), "share"),
         Row("server", "wall time outside the models, click request", outside_share(split["click"]), "share", None,
             f"{outside_click_ms:.0f} ms per click outside the decoder"),
