@@ -17,6 +17,7 @@ log = logging.getLogger("prelabel")
 # Modules that add subcommands: each has ``register(sub, settings)`` which adds its parsers and sets ``func``.
 COMMAND_MODULES: tuple[str, ...] = (
     "prelabel.batch.cli", "prelabel.eval_cli", "prelabel.qa.cli", "prelabel.feedback.commands",
+    "prelabel.bench.command",
 )
 
 
@@ -26,6 +27,8 @@ def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("--segmenter", default=settings.segmenter, help="hub id, local folder, sam_vit_*.pth, random-*")
     parser.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--dtype", default=settings.dtype, choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--sam-runtime", default=settings.sam_runtime, choices=["torch", "int8", "onnx"],
+                        help="runtime of the segmenter's image encoder (int8 and onnx: CPU, fp32)")
     parser.add_argument("--box-threshold", type=float, default=settings.box_threshold)
     parser.add_argument("--text-threshold", type=float, default=settings.text_threshold)
 
@@ -105,7 +108,7 @@ def _predict(args: argparse.Namespace, settings: Settings) -> int:
     labels = parse_labels(args.labels)
     config = replace(settings.labeler_config(), box_threshold=args.box_threshold, text_threshold=args.text_threshold)
     labeler = Labeler.from_specs(args.detector, None if args.no_masks else args.segmenter, args.device, args.dtype,
-                                 config, settings.cache_mb)
+                                 config, settings.cache_mb, args.sam_runtime)
     if labeler.random_weights:
         log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
     if args.viz:

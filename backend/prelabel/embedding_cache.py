@@ -56,5 +56,11 @@ class LRUBytesCache(Generic[V]):
                 _, (_, evicted) = self._items.popitem(last=False)
                 self.used_bytes -= evicted
 
+    def clear(self) -> None:
+        """Drop every stored value (the hit and miss counters stay)."""
+        with self._lock:
+            self._items.clear()
+            self.used_bytes = 0
+
     def __len__(self) -> int:
         return len(self._items)

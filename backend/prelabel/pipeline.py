@@ -69,11 +69,12 @@ class Labeler:
         dtype: str = "fp32",
         config: LabelerConfig | None = None,
         cache_mb: int = 512,
+        sam_runtime: str = "torch",
     ) -> Labeler:
         """Load models by spec (hub id, local path, official checkpoint or ``random-*``)."""
         from prelabel.models.registry import load_detector, load_segmenter
 
-        seg = load_segmenter(segmenter, device, dtype, cache_mb) if segmenter else None
+        seg = load_segmenter(segmenter, device, dtype, cache_mb, sam_runtime) if segmenter else None
         return cls(load_detector(detector, device, dtype), seg, config)
 
     @property

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from prelabel.labels import LabelPrompt, labels_from_mapping, parse_labels
-from prelabel.models.registry import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
+from prelabel.models.defaults import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 
 if TYPE_CHECKING:  # imported where used: `prelabel --help` must not load the model stack
     from prelabel.feedback.service import FeedbackSettings
@@ -30,6 +30,7 @@ class Settings:
     segmenter: str = DEFAULT_SEGMENTER
     device: str = "auto"
     dtype: str = "fp32"
+    sam_runtime: str = "torch"  # the segmenter's image encoder: torch, int8 (CPU) or onnx (CPU, ONNX Runtime)
     labels: str = ""  # "label=prompt|prompt,label2": prompts per label; used when a tool gives none
     box_threshold: float = 0.35
     text_threshold: float = 0.25

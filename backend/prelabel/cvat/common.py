@@ -42,12 +42,13 @@ class ModelSettings:
     def labeler(self) -> Labeler:
         """Grounding DINO + SAM (loaded once per process and spec)."""
         s = self.settings
-        return Labeler.from_specs(s.detector, s.segmenter, s.device, s.dtype, s.labeler_config(), s.cache_mb)
+        return Labeler.from_specs(s.detector, s.segmenter, s.device, s.dtype, s.labeler_config(), s.cache_mb,
+                                  s.sam_runtime)
 
     def load_segmenter(self) -> Segmenter:
         """SAM alone, for the interactors (loaded once per process and spec)."""
         s = self.settings
-        return load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb)
+        return load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime)
 
 
 def parse_threshold(value: Any) -> float | None:

@@ -1,8 +1,11 @@
 """Real Grounding DINO and SAM architectures with random weights, for offline tests and benchmarks.
 
 ``random-tiny`` builds small configs of the same classes (seconds, for tests); ``random-full`` builds the
-default configs, equal to grounding-dino-tiny (Swin-T) and sam-vit-base, for honest timings. Their outputs
-mean nothing: every result produced with them says ``random_weights: true``.
+default configs, equal to grounding-dino-tiny (Swin-T) and sam-vit-base, for honest timings. Segmenters also
+have ``random-full-vit-h`` (sam-vit-huge), ``random-full-slimsam-50`` / ``-77`` (the shapes of the SlimSAM
+uniform checkpoints, which load into ``SamModel``), ``random-full-sam2-tiny`` / ``-small`` (SAM 2.1 Hiera)
+and ``random-tiny-sam2``. Their outputs mean nothing: every result produced with them says
+``random_weights: true``.
 """
 
 from __future__ import annotations
@@ -18,13 +21,32 @@ from transformers import (
     GroundingDinoForObjectDetection,
     GroundingDinoImageProcessorPil,
     GroundingDinoProcessor,
+    Sam2Config,
+    Sam2Model,
     SamConfig,
     SamImageProcessorPil,
     SamModel,
     SamProcessor,
 )
 
-RANDOM_SPECS = ("random-tiny", "random-full")
+RANDOM_DETECTOR_SPECS = ("random-tiny", "random-full")
+# Vision encoder shapes of SamModel variants: ViT-H as released, SlimSAM as its uniform checkpoints' config.json.
+_SAM_VISION = {
+    "random-full-vit-h": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16,
+                          "mlp_dim": 5120, "global_attn_indexes": [7, 15, 23, 31]},
+    "random-full-slimsam-50": {"hidden_size": 384, "mlp_dim": 1536},
+    "random-full-slimsam-77": {"hidden_size": 168, "mlp_dim": 696},
+}
+# Hiera backbones of SAM 2.1 (the official sam2.1_hiera_t / _s configs).
+_SAM2_HIERA = {
+    "random-full-sam2-tiny": {"model_type": "sam2_hiera_det_model", "blocks_per_stage": [1, 2, 7, 2],
+                              "global_attention_blocks": [5, 7, 9]},
+    "random-full-sam2-small": {"model_type": "sam2_hiera_det_model", "blocks_per_stage": [1, 2, 11, 2],
+                               "global_attention_blocks": [7, 10, 13]},
+}
+SAM2_SPECS = (*_SAM2_HIERA, "random-tiny-sam2")
+RANDOM_SEGMENTER_SPECS = (*RANDOM_DETECTOR_SPECS, *_SAM_VISION, *SAM2_SPECS)
+RANDOM_SPECS = RANDOM_SEGMENTER_SPECS  # every random spec, detector or segmenter
 _SEED = 0
 
 
@@ -88,6 +110,8 @@ def sam_config(spec: str) -> SamConfig:
     """
     if spec == "random-full":
         config = SamConfig()
+    elif spec in _SAM_VISION:
+        config = SamConfig(vision_config=_SAM_VISION[spec])
     else:
         config = SamConfig(
             vision_config={
@@ -116,8 +140,36 @@ def sam_config(spec: str) -> SamConfig:
     return config
 
 
+def sam2_config(spec: str) -> Sam2Config:
+    """SAM 2.1 Hiera tiny/small (``random-full-sam2-*``) or a 128-pixel toy of the same classes."""
+    if spec in _SAM2_HIERA:
+        return Sam2Config(vision_config={"backbone_config": _SAM2_HIERA[spec]})
+    return Sam2Config(
+        vision_config={
+            "backbone_config": {"model_type": "sam2_hiera_det_model",
+                "hidden_size": 8, "image_size": [128, 128], "blocks_per_stage": [1, 1, 2, 1],
+                "embed_dim_per_stage": [8, 16, 32, 64], "num_attention_heads_per_stage": [1, 1, 2, 2],
+                "window_size_per_stage": [4, 4, 4, 2], "global_attention_blocks": [3],
+            },
+            "backbone_channel_list": [64, 32, 16, 8],
+            "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]],
+            "fpn_hidden_size": 32,
+        },
+        prompt_encoder_config={"hidden_size": 32, "image_size": 128, "patch_size": 16, "mask_input_channels": 4},
+        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+    )
+
+
+def build_sam2(spec: str) -> Sam2Model:
+    """SAM 2.1 with random weights (its preprocessing lives in :mod:`prelabel.models.sam2`)."""
+    torch.manual_seed(_SEED)
+    return Sam2Model(sam2_config(spec)).eval()
+
+
 def build_grounding_dino(spec: str) -> tuple[GroundingDinoForObjectDetection, GroundingDinoProcessor]:
     """Grounding DINO with random weights and a matching processor."""
+    if spec not in RANDOM_DETECTOR_SPECS:
+        raise ValueError(f"{spec!r} is a segmenter spec; random detectors are {', '.join(RANDOM_DETECTOR_SPECS)}")
     config = grounding_dino_config(spec)
     torch.manual_seed(_SEED)
     model = GroundingDinoForObjectDetection(config).eval()
@@ -131,17 +183,18 @@ def build_grounding_dino(spec: str) -> tuple[GroundingDinoForObjectDetection, Gr
 
 def build_sam(spec: str) -> tuple[SamModel, SamProcessor]:
     """SAM with random weights and a matching processor."""
-    config = sam_config(spec)
     torch.manual_seed(_SEED)
-    model = SamModel(config).eval()
-    if spec == "random-full":
-        image_processor = SamImageProcessorPil()
-    else:
-        side = config.vision_config.image_size
-        image_processor = SamImageProcessorPil(
-            size={"longest_edge": side},
-            pad_size={"height": side, "width": side},
-            mask_size={"longest_edge": side // 4},
-            mask_pad_size={"height": side // 4, "width": side // 4},
-        )
-    return model, SamProcessor(image_processor)
+    return SamModel(sam_config(spec)).eval(), random_sam_processor(spec)
+
+
+def random_sam_processor(spec: str) -> SamProcessor:
+    """The SAM preprocessor of a random spec: the released one at full size, a 128-pixel one for ``random-tiny``."""
+    if spec != "random-tiny":
+        return SamProcessor(SamImageProcessorPil())
+    side = sam_config(spec).vision_config.image_size
+    return SamProcessor(SamImageProcessorPil(
+        size={"longest_edge": side},
+        pad_size={"height": side, "width": side},
+        mask_size={"longest_edge": side // 4},
+        mask_pad_size={"height": side // 4, "width": side // 4},
+    ))

@@ -8,24 +8,35 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoTokenizer,
     GroundingDinoForObjectDetection,
     GroundingDinoImageProcessorPil,
     GroundingDinoProcessor,
+    Sam2Model,
     SamImageProcessorPil,
     SamModel,
     SamProcessor,
 )
 
+from prelabel.models.defaults import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 from prelabel.models.grounding_dino import GroundingDinoDetector
-from prelabel.models.random_weights import RANDOM_SPECS, build_grounding_dino, build_sam
+from prelabel.models.random_weights import (
+    RANDOM_DETECTOR_SPECS,
+    RANDOM_SEGMENTER_SPECS,
+    SAM2_SPECS,
+    build_grounding_dino,
+    build_sam,
+    build_sam2,
+    random_sam_processor,
+)
+from prelabel.models.runtimes import SAM_RUNTIMES, OnnxImageEncoder, quantize_encoder_int8
 from prelabel.models.sam import SamSegmenter
+from prelabel.models.sam2 import Sam2Segmenter
 from prelabel.models.sam_checkpoint import CheckpointError, load_official_sam
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
-DEFAULT_SEGMENTER = "facebook/sam-vit-base"
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -79,7 +90,9 @@ def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str
     """
     torch.set_flush_denormal(True)
     device, torch_dtype = pick_device(device), pick_dtype(dtype)
-    if spec in RANDOM_SPECS:
+    if spec in RANDOM_SEGMENTER_SPECS and spec not in RANDOM_DETECTOR_SPECS:
+        raise ModelLoadError(f"{spec!r} is a segmenter; random detectors are {', '.join(RANDOM_DETECTOR_SPECS)}")
+    if spec in RANDOM_DETECTOR_SPECS:
         model, processor = build_grounding_dino(spec)
         return GroundingDinoDetector(model, processor, spec, True, device, torch_dtype)
     if spec.endswith(".pth"):
@@ -100,31 +113,68 @@ def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str
 
 @lru_cache(maxsize=4)
 def load_segmenter(
-    spec: str = DEFAULT_SEGMENTER, device: str = "auto", dtype: str = "fp32", cache_mb: int = 512
+    spec: str = DEFAULT_SEGMENTER, device: str = "auto", dtype: str = "fp32", cache_mb: int = 512,
+    runtime: str = "torch",
 ) -> SamSegmenter:
-    """A SAM segmenter from a hub id, a local folder, an official ``sam_vit_*.pth`` or ``random-*``."""
+    """A SAM or SAM 2.1 segmenter from a hub id, a local folder, an official ``sam_vit_*.pth`` or ``random-*``.
+
+    ``runtime`` runs the image encoder as PyTorch (``torch``), dynamically quantised int8 PyTorch
+    (``int8``, CPU) or ONNX Runtime (``onnx``, CPU); the decoder always runs in PyTorch.
+    """
     torch.set_flush_denormal(True)
     device, torch_dtype = pick_device(device), pick_dtype(dtype)
-    cache_bytes = cache_mb * 1024**2
-    if spec in RANDOM_SPECS:
-        model, processor = build_sam(spec)
-        return SamSegmenter(model, processor, spec, True, device, torch_dtype, cache_bytes)
+    if runtime not in SAM_RUNTIMES:
+        raise ModelLoadError(f"unknown SAM runtime {runtime!r}; use one of {', '.join(SAM_RUNTIMES)}")
+    if runtime != "torch" and (device != "cpu" or torch_dtype != torch.float32):
+        raise ModelLoadError(f"the {runtime} runtime is for fp32 models on the CPU; on {device} use --dtype fp16/bf16")
+    model = _segmenter_model(spec)
+    if runtime == "int8":
+        quantize_encoder_int8(model)
+    encoder = OnnxImageEncoder(model, _input_side(model)) if runtime == "onnx" else None
+    model_id = spec if runtime == "torch" else f"{spec}+{runtime}"
+    kwargs = {"random_weights": spec in RANDOM_SEGMENTER_SPECS, "device": device, "dtype": torch_dtype,
+              "cache_bytes": cache_mb * 1024**2, "encoder": encoder}
+    if isinstance(model, Sam2Model):
+        return Sam2Segmenter(model, model_id, **kwargs)
+    return SamSegmenter(model, _sam_processor(spec, model), model_id, **kwargs)
+
+
+def _input_side(model: SamModel | Sam2Model) -> int:
+    """The square input size of a segmenter's image encoder."""
+    if isinstance(model, Sam2Model):
+        return int(model.config.vision_config.backbone_config.image_size[0])
+    return int(model.config.vision_config.image_size)
+
+
+def _segmenter_model(spec: str) -> SamModel | Sam2Model:
+    """The SAM or SAM 2 model a spec names (random, official checkpoint, hub id or folder)."""
+    if spec in SAM2_SPECS:
+        return build_sam2(spec)
+    if spec in RANDOM_SEGMENTER_SPECS:
+        return build_sam(spec)[0]
     if spec.endswith(".pth"):
         if not Path(spec).is_file():
             raise ModelLoadError(f"SAM checkpoint {spec} does not exist")
         try:
-            model = load_official_sam(spec)
+            return load_official_sam(spec)
         except CheckpointError as exc:
             raise ModelLoadError(str(exc)) from exc
-        side = model.config.vision_config.image_size
-        processor = SamProcessor(
-            SamImageProcessorPil(size={"longest_edge": side}, pad_size={"height": side, "width": side})
-        )
-        return SamSegmenter(model, processor, spec, False, device, torch_dtype, cache_bytes)
     _check_local("segmenter", spec)
     try:
-        model = SamModel.from_pretrained(spec)
-        processor = SamProcessor(SamImageProcessorPil.from_pretrained(spec))
+        kind = AutoConfig.from_pretrained(spec).model_type
+        return (Sam2Model if kind == "sam2" else SamModel).from_pretrained(spec)
     except (OSError, ValueError) as exc:
         raise _load_error("segmenter", spec, exc) from exc
-    return SamSegmenter(model, processor, spec, False, device, torch_dtype, cache_bytes)
+
+
+def _sam_processor(spec: str, model: SamModel) -> SamProcessor:
+    """The SAM preprocessor: the random configs', the hub/folder's own, or one sized for an official checkpoint."""
+    if spec in RANDOM_SEGMENTER_SPECS:
+        return random_sam_processor(spec)
+    if spec.endswith(".pth"):
+        side = model.config.vision_config.image_size
+        return SamProcessor(SamImageProcessorPil(size={"longest_edge": side}, pad_size={"height": side, "width": side}))
+    try:
+        return SamProcessor(SamImageProcessorPil.from_pretrained(spec))
+    except (OSError, ValueError) as exc:
+        raise _load_error("segmenter", spec, exc) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,13 +17,18 @@ from prelabel.embedding_cache import LRUBytesCache, image_key
 class ImageEmbedding:
     """SAM's image embedding plus the sizes needed to map coordinates and masks back."""
 
-    embeddings: torch.Tensor
+    embeddings: torch.Tensor | tuple[torch.Tensor, ...]  # SAM 2 adds higher-resolution feature maps
     original_size: tuple[int, int]  # (H, W)
-    reshaped_size: tuple[int, int]  # (H, W) after resizing the longest side
+    reshaped_size: tuple[int, int]  # (H, W) of the image as the encoder saw it, before padding
 
     @property
     def nbytes(self) -> int:
-        return self.embeddings.numel() * self.embeddings.element_size()
+        tensors = self.embeddings if isinstance(self.embeddings, tuple) else (self.embeddings,)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+ImageEncoder = Callable[[torch.Tensor], torch.Tensor]
+"""Pixel values ``(1, 3, S, S)`` to SAM's image embedding: the model's own encoder or another runtime of it."""
 
 
 class SamSegmenter:
@@ -36,16 +42,18 @@ class SamSegmenter:
     def __init__(
         self,
         model: SamModel,
-        processor: SamProcessor,
+        processor: SamProcessor | None,
         model_id: str,
         random_weights: bool = False,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         cache_bytes: int = 512 * 1024**2,
         multimask: bool = True,
+        encoder: ImageEncoder | None = None,
     ) -> None:
         self.model = model.to(device=device, dtype=dtype).eval()
-        self.image_processor = processor.image_processor
+        self.image_processor = processor.image_processor if processor is not None else None
+        self.encoder: ImageEncoder = encoder or self.model.get_image_embeddings
         self.model_id = model_id
         self.random_weights = random_weights
         self.device = device
@@ -66,17 +74,21 @@ class SamSegmenter:
             cached = self.cache.get(key)
             if cached is not None:
                 return cached
-            inputs = self.image_processor(images=image, return_tensors="pt")
-            pixel_values = inputs["pixel_values"].to(device=self.device, dtype=self.dtype)
-            embeddings = self.model.get_image_embeddings(pixel_values)
+            pixel_values, original_size, reshaped_size = self.preprocess(image)
+            embeddings = self.encoder(pixel_values.to(device=self.device, dtype=self.dtype))
             self.encoder_calls += 1
-            embedding = ImageEmbedding(
-                embeddings=embeddings,
-                original_size=tuple(int(v) for v in inputs["original_sizes"][0]),
-                reshaped_size=tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
-            )
+            embedding = ImageEmbedding(embeddings, original_size, reshaped_size)
             self.cache.put(key, embedding, embedding.nbytes)
             return embedding
+
+    def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        """Pixel values ``(1, 3, S, S)``, the original ``(H, W)`` and the resized ``(H, W)`` before padding."""
+        inputs = self.image_processor(images=image, return_tensors="pt")
+        return (
+            inputs["pixel_values"],
+            tuple(int(v) for v in inputs["original_sizes"][0]),
+            tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
+        )
 
     def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Masks ``(N, H, W)`` and predicted IoU ``(N,)`` for all boxes of an image in one decoder call."""
@@ -124,7 +136,11 @@ class SamSegmenter:
         best = iou.argmax(dim=-1)
         rows = torch.arange(len(best), device=best.device)
         low_res = out.pred_masks[0][rows, best].float()  # (N, h, w): upsample only the chosen masks
+        return self.upsample_masks(low_res.cpu(), embedding), iou[rows, best].clamp(0, 1).cpu().numpy()
+
+    def upsample_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
+        """Low-resolution mask logits ``(N, h, w)`` to ``(N, H, W)`` bool masks on the original image."""
         masks = self.image_processor.post_process_masks(
-            [low_res[None].cpu()], [embedding.original_size], [embedding.reshaped_size]
+            [low_res[None]], [embedding.original_size], [embedding.reshaped_size]
         )[0][0]
-        return masks.numpy().astype(bool), iou[rows, best].clamp(0, 1).cpu().numpy()
+        return masks.numpy().astype(bool)

@@ -44,7 +44,7 @@ class ModelHolder:
     def _load(self, settings: Settings) -> None:
         try:
             self.labeler = Labeler.from_specs(settings.detector, settings.segmenter, settings.device, settings.dtype,
-                                              settings.labeler_config(), settings.cache_mb)
+                                              settings.labeler_config(), settings.cache_mb, settings.sam_runtime)
         except Exception as exc:  # reported by /health and every predict
             log.exception("model loading failed")
             self.error = str(exc)

@@ -1,0 +1,1 @@
+"""``prelabel bench``: side-by-side performance measurements (see docs/performance.md)."""
