@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from prelabel.images import load_image_file
+from prelabel.server.safe_fetch import FetchPolicy
 from prelabel.server.task_images import LabelStudioAccess, TaskImageFetcher
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
@@ -88,12 +89,17 @@ def manifest_items(path: Path) -> list[ImageItem]:
 
 
 class ImageLoader:
-    """Reads local files and fetches URLs (Label Studio ones with its authentication) into RGB arrays."""
+    """Reads local files and fetches URLs (Label Studio ones with its authentication) into RGB arrays.
+
+    The URLs are the ones the person running the batch chose, so any host is fetched, private networks
+    included (the server's allowlist guards requests from others); size, time and pixel limits still apply.
+    """
 
     def __init__(self, max_pixels: int, access: LabelStudioAccess | None = None, timeout_s: float = 20.0) -> None:
         self.max_pixels = max_pixels
         self.access = access
-        self.fetcher = TaskImageFetcher(timeout_s=timeout_s, max_pixels=max_pixels)
+        self.fetcher = TaskImageFetcher(timeout_s=timeout_s, max_pixels=max_pixels,
+                                        policy=FetchPolicy(allowed_hosts=("*",), allow_private=True))
 
     def load(self, item: ImageItem) -> np.ndarray:
         """The image; raises a ``ValueError`` (ImageError / ImageFetchError) with a clear message."""
