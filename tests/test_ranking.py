@@ -75,4 +75,6 @@ def test_fit_and_report_cli_on_a_store(tmp_path, capsys):
     assert main(["report", "--project", "4", "--db", str(db), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["overall"]["predicted"] == 40 and report["annotations"] == 40
-    assert main(["report", "--project", "4", "--db", str(tmp_path / "missing.sqlite3")]) == 2
+    for command in ("report", "fit"):
+        assert main([command, "--project", "4", "--db", str(tmp_path / "missing.sqlite3")]) == 2
+    assert not (tmp_path / "missing.sqlite3").exists(), "a typo in --db must not create an empty store"

@@ -45,11 +45,18 @@ def _api(settings: Settings) -> LabelStudioAPI:
     return LabelStudioAPI(settings.label_studio_url, settings.label_studio_api_key)
 
 
+def _existing_store(path: str) -> str:
+    if not Path(path).exists():
+        raise ValueError(f"no feedback store at {path}; point --db (or PRELABEL_FEEDBACK_DB) at the server's")
+    return path
+
+
 def _fit(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.feedback.service import FeedbackService
     from prelabel.feedback.store import FeedbackStore
     from prelabel.formats.labelstudio import parse_label_config
 
+    _existing_store(args.db)
     if args.label_config:
         label_config = args.label_config.read_text(encoding="utf-8")
     else:
@@ -66,9 +73,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.feedback.service import FeedbackService
     from prelabel.feedback.store import FeedbackStore
 
-    if not Path(args.db).exists():
-        raise ValueError(f"no feedback store at {args.db}; point --db (or PRELABEL_FEEDBACK_DB) at the server's")
-    report = FeedbackService(FeedbackStore(args.db)).report(str(args.project))
+    report = FeedbackService(FeedbackStore(_existing_store(args.db))).report(str(args.project))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
