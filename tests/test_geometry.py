@@ -98,6 +98,8 @@ def test_box_mask_conversions_and_clipping():
     assert mask.sum() == 400
     assert mask_to_box(mask).tolist() == [10, 5, 30, 25]
     assert mask_to_box(np.zeros((5, 5), bool)).tolist() == [0, 0, 0, 0]
+    stack = np.stack([mask, np.zeros_like(mask), mask.T])
+    assert mask_to_box(stack).tolist() == [[10, 5, 30, 25], [0, 0, 0, 0], [5, 10, 25, 30]]
 
 
 def test_nms_is_class_aware():

@@ -60,12 +60,18 @@ def nms_per_label(
     return keep[np.argsort(-np.asarray(scores)[keep], kind="stable")]
 
 
-def mask_to_box(mask: np.ndarray) -> np.ndarray:
-    """The tight ``[x1, y1, x2, y2]`` box of a mask (x2, y2 exclusive); zeros for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return np.zeros(4, dtype=np.float32)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+def mask_to_box(masks: np.ndarray) -> np.ndarray:
+    """Tight ``[x1, y1, x2, y2]`` boxes (x2, y2 exclusive) of a mask ``(H, W)`` or masks ``(N, H, W)``.
+
+    An empty mask gives zeros. One pass of ``any`` per axis, vectorised over the stack.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    rows, cols = masks.any(axis=-1), masks.any(axis=-2)
+    height, width = rows.shape[-1], cols.shape[-1]
+    boxes = np.stack([cols.argmax(-1), rows.argmax(-1), width - cols[..., ::-1].argmax(-1),
+                      height - rows[..., ::-1].argmax(-1)], axis=-1).astype(np.float32)
+    boxes[~rows.any(axis=-1)] = 0
+    return boxes
 
 
 def box_to_mask(box_xyxy: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -39,7 +39,7 @@ def region_features(regions: Regions, thresholds: Sequence[float]) -> np.ndarray
     margin = np.clip((scores - cut) / np.maximum(1.0 - cut, 1e-6), 0.0, 1.0)
     if regions.masks is not None and regions.mask_scores is not None:
         mask_score = regions.mask_scores.astype(np.float64)
-        mask_boxes = np.stack([mask_to_box(m) for m in regions.masks])
+        mask_boxes = mask_to_box(regions.masks)
         agreement = np.diag(box_iou(regions.boxes_xyxy, mask_boxes))
     else:
         mask_score, agreement = np.ones(n), np.ones(n)
