@@ -119,6 +119,8 @@ def test_report_counts_and_rates(tmp_path):
     ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 1, "result": "x"}, "project": {"id": 1}},
      "'result' must be a list"),
     ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "result": [], "task": 1}}, "no Label Studio project"),
+    ({"action": "ANNOTATION_CREATED", "project": {"id": 1}, "task": "7", "annotation": {"id": 1, "result": []}},
+     "task id"),
     ({"action": "ANNOTATION_CREATED", "project": {"id": 1},
       "annotation": {"id": 1, "task": 1, "result": [{"type": "rectanglelabels", "value": {}}],
                      "prediction": {"model_version": "prelabel-1", "result": []}}}, "is malformed"),

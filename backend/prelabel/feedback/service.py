@@ -68,7 +68,8 @@ class FeedbackService:
             raise WebhookError(f"{action} needs an 'annotation' object with an integer 'id'")
         human = _list(annotation, "result")
         task = annotation.get("task")
-        task = task if isinstance(task, int) else (payload.get("task") or {}).get("id")
+        if not isinstance(task, int) and isinstance(payload.get("task"), dict):
+            task = payload["task"].get("id")
         if not isinstance(task, int):
             raise WebhookError(f"{action} needs the annotation's task id")
         if annotation.get("was_cancelled"):
