@@ -22,7 +22,7 @@ class RankedTask:
     """One task in review order."""
 
     rank: int
-    task: int | str
+    task: int | str  # the task's id, else its position in the file (tasks JSON ready to import has no ids)
     score: float | None  # the prediction's score: lower = look first; None = no prediction
     regions: int
     flagged: bool  # score below the review threshold
@@ -98,9 +98,9 @@ def rank_tasks(
         order = diverse_order(vectors, max_similarity) + order[predicted:]
     ranked = []
     for rank, i in enumerate(order, start=1):
-        missing, score, _, task, results, image = rows[i]
+        missing, score, position, task, results, image = rows[i]
         value = None if missing else score
-        ranked.append(RankedTask(rank, task.get("id", i), value, len(results),
+        ranked.append(RankedTask(rank, task.get("id", position), value, len(results),
                                  value is not None and value < review_threshold, image))
     return ranked
 
