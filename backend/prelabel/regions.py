@@ -107,7 +107,7 @@ class Regions:
     def to_dict(self, include_masks: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; masks are written as COCO RLE when asked for."""
         from prelabel.geometry import mask_to_rle
-        from prelabel.uncertainty import FEATURES
+        from prelabel.uncertainty import feature_dict
 
         out: dict[str, Any] = {
             "image_size": list(self.image_size),
@@ -126,7 +126,7 @@ class Regions:
             if self.uncertainty is not None:
                 region["uncertainty"] = round(float(self.uncertainty[i]), 4)
             if self.features is not None:
-                region["features"] = {name: round(float(v), 4) for name, v in zip(FEATURES, self.features[i])}
+                region["features"] = feature_dict(self.features[i])
             if include_masks and self.masks is not None:
                 region["mask_rle"] = mask_to_rle(self.masks[i])
             out["regions"].append(region)

@@ -52,6 +52,11 @@ def region_features(regions: Regions, thresholds: Sequence[float]) -> np.ndarray
     return np.stack([scores, margin, mask_score, agreement, cross, np.sqrt(area)], axis=1).astype(np.float32)
 
 
+def feature_dict(row: np.ndarray) -> dict[str, float]:
+    """One region's signals by name, rounded for JSON (the inverse of a row of ``region_features``)."""
+    return {name: round(float(value), 4) for name, value in zip(FEATURES, row)}
+
+
 def heuristic_confidence(features: np.ndarray) -> np.ndarray:
     """The confidence used before any feedback: every signal must be good for the region to be trusted."""
     col = {name: features[:, i] for i, name in enumerate(FEATURES)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,10 +89,8 @@ class FeedbackService:
         lead_time = annotation.get("lead_time")
         self.store.record_annotation(action, project, task, annotation["id"], version, outcomes,
                                      float(lead_time) if isinstance(lead_time, (int, float)) else None)
-        counts: dict[str, int] = {}
-        for outcome in outcomes:
-            counts[outcome.outcome.value] = counts.get(outcome.outcome.value, 0) + 1
-        return {"status": "stored", "annotation": annotation["id"], "regions": counts}
+        counts = Counter(outcome.outcome.value for outcome in outcomes)
+        return {"status": "stored", "annotation": annotation["id"], "regions": dict(counts)}
 
     def fit(self, project: str, prompts: Sequence[LabelPrompt], default_threshold: float) -> Learned:
         """Fit on the project's feedback and store the result (the server predicts with the newest)."""

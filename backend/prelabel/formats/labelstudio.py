@@ -14,7 +14,7 @@ from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from prelabel.geometry import mask_to_box, mask_to_polygons, polygon_to_mask
 from prelabel.labels import LabelPrompt
 from prelabel.regions import Regions
-from prelabel.uncertainty import FEATURES, region_confidence
+from prelabel.uncertainty import feature_dict, region_confidence
 
 # Control tag -> result type for the shapes we predict.
 OUTPUT_TAGS = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels", "BrushLabels": "brushlabels"}
@@ -148,16 +148,12 @@ def regions_to_results(
             if confidence[i] < review_threshold:
                 item["meta"] = {"text": [f"{REVIEW_NOTE} (confidence {confidence[i]:.2f})"]}
             if regions.features is not None:
-                item["prelabel"] = {"region": i, "features": dict(zip(FEATURES, _rounded(regions.features[i])))}
+                item["prelabel"] = {"region": i, "features": feature_dict(regions.features[i])}
             results.append(item)
     return results
 
 
 REVIEW_NOTE = "prelabel: review"
-
-
-def _rounded(values: np.ndarray) -> list[float]:
-    return [round(float(v), 4) for v in values]
 
 
 def _value(regions: Regions, i: int, control: Control, tolerance: float, max_vertices: int) -> dict[str, Any] | None:
