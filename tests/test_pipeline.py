@@ -117,6 +117,9 @@ def test_cache_respects_its_memory_budget(labeler):
     assert cache.get("0") is None and cache.get("4") == "x"
     cache.put("huge", "x", 1000)
     assert cache.get("huge") is None
+    counts = (cache.hits, cache.misses)
+    assert "4" in cache and "0" not in cache and "huge" not in cache
+    assert (cache.hits, cache.misses) == counts, "a membership test is neither a hit nor a miss"
 
 
 def test_model_version_changes_with_prompts_and_thresholds(labeler):

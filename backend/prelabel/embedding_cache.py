@@ -64,3 +64,8 @@ class LRUBytesCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        """Whether ``key`` is stored; neither a hit nor a miss, and the LRU order is unchanged."""
+        with self._lock:
+            return key in self._items

@@ -17,7 +17,7 @@ from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SECTION_NAMES = ("throughput", "click", "decoder", "server", "memory", "runtimes", "half", "segmenters", "profile")
+SECTION_NAMES = ("throughput", "click", "decoder", "memory", "runtimes", "half", "segmenters", "profile")
 FULL_FAMILIES = ("random-full-slimsam-50", "random-full-slimsam-77", "random-full-sam2-tiny", "random-full-sam2-small")
 IMAGES = ("chelsea.jpg", "astronaut.jpg", "coffee.jpg", "rocket.jpg")  # bundled photos (assets/LICENSES.md)
 LABELS = "cat,person,cup=coffee cup|mug,rocket"
@@ -90,7 +90,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     })
     bench = Bench(labeler, images, parse_labels(LABELS), report, detector, segmenter, device, args.dtype,
                   settings.cache_mb, args.repeats, args.clicks, args.requests or (40 if args.quick else 500),
-                  families, rss_loaded_mb=rss_mb())
+                  families, tuple(sections), rss_loaded_mb=rss_mb())
     if labeler.random_weights:
         log.warning("random-weight models: timings are real, the regions are not predictions")
     try:

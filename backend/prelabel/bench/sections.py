@@ -7,7 +7,7 @@ import importlib.util
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -18,8 +18,8 @@ from transformers import SamProcessor
 from prelabel.bench.report import Report, Row
 from prelabel.bench.server import ServerHarness
 from prelabel.bench.timing import Case, ModelTimer, interleaved, mask_iou, median, median_ratio, peak_rss_mb, rss_mb
+from prelabel.embedding_cache import image_key
 from prelabel.geometry import box_iou
-from prelabel.images import decode_image
 from prelabel.labels import LabelPrompt
 from prelabel.models.registry import load_detector, load_segmenter
 from prelabel.models.sam import SamSegmenter
@@ -60,9 +60,10 @@ class Bench:
     clicks: int = 5
     requests: int = 500
     family_specs: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
     server: ServerHarness | None = None
     rss_loaded_mb: float = 0.0
-    section_seconds: dict[str, float] = field(default_factory=dict)
+    encoders: EncoderComparison | None = None
 
     @property
     def segmenter(self) -> SamSegmenter:
@@ -71,6 +72,12 @@ class Bench:
 
     def clear_embeddings(self, *_: object) -> None:
         self.segmenter.cache.clear()
+
+    def harness(self) -> ServerHarness:
+        """The backend app serving the loaded models, started on first use and shared by the sections."""
+        if self.server is None:
+            self.server = ServerHarness(self.labeler, self.images, self.labels)
+        return self.server
 
 
 def load_naive_reference() -> ModuleType:
@@ -86,7 +93,12 @@ def load_naive_reference() -> ModuleType:
 
 
 def throughput(b: Bench) -> None:
-    """A realistic mix per image (one pre-label request, then clicks): prelabel vs the naive reference."""
+    """A realistic mix per image (one pre-label request, then clicks): prelabel served vs the naive reference.
+
+    prelabel answers through the Label Studio backend app (task image fetched over loopback HTTP, Label
+    Studio JSON out); the naive reference gets the image bytes handed to it. Forward hooks on the models
+    split prelabel's wall time into model time and everything around it.
+    """
     naive_module = load_naive_reference()
     det, seg = b.labeler.detector, b.segmenter
     if seg.image_processor is None:
@@ -95,42 +107,69 @@ def throughput(b: Bench) -> None:
     naive = naive_module.NaiveReference(det.model, det.processor, seg.model, SamProcessor(seg.image_processor),
                                         cfg.box_threshold, cfg.text_threshold, cfg.max_detections)
     names = [label.name for label in b.labels]
-    parts: dict[str, list[float]] = {"naive_prelabel": [], "naive_click": [], "ours_prelabel": [], "ours_click": []}
+    harness = b.harness()
+    modules = [det.model, seg.model, seg.model.vision_encoder]
+    naive_seconds: dict[str, list[float]] = {"prelabel": [], "click": []}
+    served: dict[str, list[tuple[float, float]]] = {"prelabel": [], "click": []}  # (wall, inside the models)
     boxes: dict[str, list[int]] = {"naive": [], "ours": []}
 
-    def timed(key: str, fn: Callable[[], object]) -> object:
+    def naive_request(kind: str, send: Callable[[], object]) -> object:
         started = time.perf_counter()
-        result = fn()
-        parts[key].append(time.perf_counter() - started)
+        result = send()
+        naive_seconds[kind].append(time.perf_counter() - started)
+        return result
+
+    def served_request(kind: str, send: Callable[[], list[dict]]) -> list[dict]:
+        with ModelTimer(modules) as timer:
+            started = time.perf_counter()
+            result = send()
+            wall = time.perf_counter() - started
+        served[kind].append((wall, timer.seconds))
         return result
 
     def naive_mix(repeat: int) -> None:
         image = b.images[repeat % len(b.images)]
-        boxes["naive"].append(len(timed("naive_prelabel", lambda: naive.prelabel(image.data, names))))
+        boxes["naive"].append(len(naive_request("prelabel", lambda: naive.prelabel(image.data, names))))
         for x, y in image.click_points(b.clicks):
-            timed("naive_click", lambda: naive.click(image.data, (float(x), float(y))))
+            naive_request("click", lambda: naive.click(image.data, (float(x), float(y))))
 
     def ours_mix(repeat: int) -> None:
         image = b.images[repeat % len(b.images)]
-        regions = timed("ours_prelabel", lambda: b.labeler.predict(decode_image(image.data), b.labels))
-        boxes["ours"].append(len(regions))
+        results = served_request("prelabel", lambda: harness.prelabel(image))
+        boxes["ours"].append(sum(item["type"] == "rectanglelabels" for item in results[0]["result"]))
         for point in image.click_points(b.clicks):
-            timed("ours_click", lambda: b.labeler.click(decode_image(image.data), point[None], np.ones(1, np.int64)))
+            served_request("click", lambda: harness.click(image, point))
 
     times = interleaved({"naive": Case(naive_mix), "prelabel": Case(ours_mix, b.clear_embeddings)}, b.repeats)
     mix = f"1 pre-label ({median(boxes['ours']):.0f} boxes) + {b.clicks} clicks per image, {b.repeats} images"
+    ours_seconds = {kind: [wall for wall, _ in pairs] for kind, pairs in served.items()}
+
+    def outside_share(pairs: list[tuple[float, float]]) -> float:
+        wall = sum(w for w, _ in pairs)
+        return (wall - sum(m for _, m in pairs)) / wall
+
+    outside_click_ms = median(w - m for w, m in served["click"]) * 1000
     b.report.add(
         Row("throughput", "mix speed-up vs naive (naive s / prelabel s)",
-            median_ratio(times["naive"], times["prelabel"]), "x", (">=", 3.0), mix),
+            median_ratio(times["naive"], times["prelabel"]), "x", (">=", 3.0), f"{mix}; prelabel over HTTP"),
         Row("throughput", "prelabel mix seconds per image", median(times["prelabel"]), "s"),
         Row("throughput", "naive mix seconds per image", median(times["naive"]), "s"),
-        Row("throughput", "pre-label request speed-up", median_ratio(parts["naive_prelabel"], parts["ours_prelabel"]),
-            "x", None, "cold: both encode the image once"),
-        Row("throughput", "click request speed-up", median(parts["naive_click"]) / median(parts["ours_click"]), "x",
-            None, "naive re-encodes per click; prelabel reuses the cached embedding"),
+        Row("throughput", "pre-label request speed-up",
+            median_ratio(naive_seconds["prelabel"], ours_seconds["prelabel"]), "x", None,
+            "cold: both encode the image once"),
+        Row("throughput", "click request speed-up", median(naive_seconds["click"]) / median(ours_seconds["click"]),
+            "x", None, "naive re-encodes per click; prelabel reuses the cached embedding"),
         Row("throughput", "prelabel images per hour (mix)", 3600 / median(times["prelabel"]), "img/h"),
+        Row("throughput", "wall time outside the models, realistic mix",
+            outside_share(served["prelabel"] + served["click"]), "share", ("<=", 0.05),
+            "image fetch and decode, resizing, polygons, brush RLE, JSON, HTTP"),
+        Row("throughput", "wall time outside the models, pre-label request", outside_share(served["prelabel"]),
+            "share"),
+        Row("throughput", "wall time outside the models, click request", outside_share(served["click"]), "share",
+            None, f"{outside_click_ms:.0f} ms per click outside the decoder"),
     )
-    b.report.details["throughput"] = {"mix_seconds": times, "request_seconds": parts, "boxes_per_image": boxes}
+    b.report.details["throughput"] = {"mix_seconds": times, "naive_request_seconds": naive_seconds,
+                                      "served_request_seconds": served, "boxes_per_image": boxes}
 
 
 def click(b: Bench) -> None:
@@ -140,7 +179,7 @@ def click(b: Bench) -> None:
     times = interleaved({
         "cold": Case(lambda _: b.labeler.click(image, point, label), b.clear_embeddings),
         "cached": Case(lambda _: b.labeler.click(image, point, label), lambda _: b.segmenter.embed(image)),
-    }, max(b.repeats, 3))
+    }, b.repeats)
     b.report.add(
         Row("click", "cached click / cold click", median_ratio(times["cached"], times["cold"]), "ratio", ("<=", 0.05)),
         Row("click", "cold click", median(times["cold"]) * 1000, "ms"),
@@ -171,51 +210,21 @@ def decoder(b: Bench) -> None:
                          f"batched {median(times['batched']) * 1000:.0f} ms"))
 
 
-def server(b: Bench) -> None:
-    """Share of a request's wall time outside the two models, through the Label Studio backend app."""
-    harness = b.server = ServerHarness(b.labeler, b.images[: min(2, len(b.images))], b.labels)
-    seg = b.segmenter
-    modules = [b.labeler.detector.model, seg.model, seg.model.vision_encoder]
-    split: dict[str, list[tuple[float, float]]] = {"prelabel": [], "click": []}
-    for image in harness.images:
-        b.clear_embeddings()
-        requests = [("prelabel", lambda image=image: harness.prelabel(image))]
-        requests += [("click", lambda image=image, p=p: harness.click(image, p)) for p in image.click_points(b.clicks)]
-        for kind, send in requests:
-            with ModelTimer(modules) as timer:
-                started = time.perf_counter()
-                send()
-                wall = time.perf_counter() - started
-            split[kind].append((wall, timer.seconds))
-
-    def outside_share(pairs: list[tuple[float, float]]) -> float:
-        wall = sum(w for w, _ in pairs)
-        return (wall - sum(m for _, m in pairs)) / wall
-
-    outside_click_ms = median(w - m for w, m in split["click"]) * 1000
-    b.report.add(
-        Row("server", "wall time outside the models, realistic mix", outside_share(split["prelabel"] + split["click"]),
-            "share", ("<=", 0.05),
-            f"1 pre-label + {b.clicks} clicks per image over HTTP, {len(harness.images)} images"),
-        Row("server", "wall time outside the models, pre-label request", outside_share(split["prelabel"]), "share"),
-        Row("server", "wall time outside the models, click request", outside_share(split["click"]), "share", None,
-            f"{outside_click_ms:.0f} ms per click outside the decoder"),
-    )
-    b.report.details["server"] = split
-
-
 def memory(b: Bench) -> None:
     """Resident memory: models loaded, peak, and after many cheap interactive requests (cache-bounded)."""
-    harness = b.server or ServerHarness(b.labeler, b.images[:1], b.labels)
-    b.server = harness
-    for image in harness.images:  # embeddings in the cache before counting, so requests are cheap clicks
+    harness = b.harness()
+    # Clicks on the images whose embeddings an earlier section left cached (else the first, encoded once),
+    # so every counted request is a cheap one through the whole app.
+    images = [image for image in harness.images 
+              if image_key(image.pixels, b.segmenter.model_id) in b.segmenter.cache] or harness.images[:1]
+    for image in images:
         b.segmenter.embed(image.pixels)
     gc.collect()
     before = rss_mb()
-    points = [image.click_points(7) for image in harness.images]
+    points = [image.click_points(7) for image in images]
     for i in range(b.requests):
-        image_index = i % len(harness.images)
-        harness.click(harness.images[image_index], points[image_index][(i // len(harness.images)) % 7])
+        image_index = i % len(images)
+        harness.click(images[image_index], points[image_index][(i // len(images)) % 7])
     gc.collect()
     after = rss_mb()
     cache = b.segmenter.cache
@@ -224,44 +233,90 @@ def memory(b: Bench) -> None:
         Row("memory", "peak RSS so far", peak_rss_mb(), "MiB", None, "the bench process serves the app in-process"),
         Row("memory", f"RSS after {b.requests} more requests", after, "MiB"),
         Row("memory", f"RSS growth over {b.requests} requests", after - before, "MiB", ("<=", float(b.cache_mb)),
-            f"cache budget {b.cache_mb} MiB, {cache.used_bytes / 1024**2:.0f} MiB used by {len(cache)} embeddings"),
+            f"cache budget {b.cache_mb} MiB, {len(cache)} cached embedding(s) use {cache.used_bytes / 1024**2:.0f} MiB"),
     )
 
 
-def runtimes(b: Bench) -> None:
-    """Other runtimes of the SAM encoder on the SAME weights (CPU, fp32): speed ratio and mask IoU vs PyTorch."""
-    if b.device != "cpu" or b.dtype != "fp32":
-        b.report.add(Row("runtimes", "int8 / onnx encoder", 0.0, "-", None, "CPU fp32 options: not run on this setup"))
-        return
-    variants = {runtime: load_segmenter(b.segmenter_spec, b.device, "fp32", b.cache_mb, runtime)
-                for runtime in ("int8", "onnx")}
-    _compare_segmenters(b, "runtimes", {f"{name} encoder": seg for name, seg in variants.items()})
-    b.report.add(Row("runtimes", "ONNX export at load", variants["onnx"].encoder.export_seconds, "s"))
-    del variants
+REFERENCE = "reference"
+"""The loaded segmenter's key in encoder timings."""
+
+
+@dataclass
+class EncoderComparison:
+    """The image encoders the runtimes and segmenters sections compare, and their interleaved timings."""
+
+    variants: dict[str, SamSegmenter]
+    times: dict[str, list[float]]
+
+
+def _encoder_comparison(b: Bench, section: str) -> EncoderComparison:
+    """One interleaved timing of every image encoder the runtimes and segmenters sections compare.
+
+    Made by whichever of the two runs first; when both are selected, the loaded segmenter is timed once,
+    side by side with all the others.
+    """
+    if b.encoders is None:
+        wanted = {*b.sections, section}
+        variants: dict[str, SamSegmenter] = {}
+        if "runtimes" in wanted and _runtimes_apply(b):
+            variants.update({f"{runtime} encoder": load_segmenter(b.segmenter_spec, b.device, "fp32", b.cache_mb,
+                                                                  runtime) for runtime in ("int8", "onnx")})
+        if "segmenters" in wanted:
+            variants.update({spec: load_segmenter(spec, b.device, b.dtype, b.cache_mb) for spec in b.family_specs})
+        b.encoders = EncoderComparison(variants, _time_encoders(b, variants))
+        b.report.details["encoders"] = b.encoders.times
+    return b.encoders
+
+
+def _time_encoders(b: Bench, variants: dict[str, SamSegmenter]) -> dict[str, list[float]]:
+    """Seconds per image encoding of the loaded segmenter and each variant, interleaved.
+
+    Leaves every segmenter's embedding of the image cached, for the mask comparisons that follow.
+    """
+    image = b.images[0].pixels
+    cases = {name: Case(lambda _, s=s: s.embed(image), lambda _, s=s: s.cache.clear())
+             for name, s in {REFERENCE: b.segmenter, **variants}.items()}
+    return interleaved(cases, b.repeats)
+
+
+def _release(variants: dict[str, SamSegmenter]) -> None:
+    """Free segmenters loaded for one comparison (the registry's cache holds them too)."""
+    variants.clear()
     load_segmenter.cache_clear()
     gc.collect()
 
 
-def _compare_segmenters(b: Bench, section: str, variants: dict[str, SamSegmenter]) -> None:
-    """Encoder time of each variant vs the loaded segmenter (interleaved), and the IoU of their masks for 10 boxes."""
+def _runtimes_apply(b: Bench) -> bool:
+    return b.device == "cpu" and b.dtype == "fp32"
+
+
+def runtimes(b: Bench) -> None:
+    """Other runtimes of the SAM encoder on the SAME weights (CPU, fp32): speed ratio and mask IoU vs PyTorch."""
+    if not _runtimes_apply(b):
+        b.report.add(Row("runtimes", "int8 / onnx encoder", 0.0, "-", None, "CPU fp32 options: not run on this setup"))
+        return
+    comparison = _encoder_comparison(b, "runtimes")
+    variants = {name: comparison.variants.pop(name) for name in ("int8 encoder", "onnx encoder")}
+    _agreement_rows(b, "runtimes", variants, comparison.times)
+    b.report.add(Row("runtimes", "ONNX export at load", variants["onnx encoder"].encoder.export_seconds, "s"))
+    _release(variants)
+
+
+def _agreement_rows(b: Bench, section: str, variants: dict[str, SamSegmenter], times: dict[str, list[float]]) -> None:
+    """Each variant's encoder speed-up over the loaded segmenter and the IoU of their masks for 10 fixed boxes."""
     image = b.images[0].pixels
     reference = f"{b.dtype} torch"
-    segmenters_ = {reference: b.segmenter, **variants}
-    cases = {name: Case(lambda _, s=s: s.embed(image), lambda _, s=s: s.cache.clear())
-             for name, s in segmenters_.items()}
-    times = interleaved(cases, b.repeats)  # leaves every variant's embedding cached for the masks below
     boxes = random_boxes(image, 10)
     reference_masks, _ = b.segmenter.segment_boxes(image, boxes)
     for name, seg in variants.items():
         masks, _ = seg.segment_boxes(image, boxes)
         ious = [mask_iou(a, m) for a, m in zip(reference_masks, masks)]
         b.report.add(
-            Row(section, f"SAM encoder speed-up, {name}", median_ratio(times[reference], times[name]), "x",
-                None, f"{median(times[name]):.2f} s vs {median(times[reference]):.2f} s"),
+            Row(section, f"SAM encoder speed-up, {name}", median_ratio(times[REFERENCE], times[name]), "x",
+                None, f"{median(times[name]):.2f} s vs {median(times[REFERENCE]):.2f} s"),
             Row(section, f"mask IoU vs {reference}, {name}", min(ious), "min IoU", (">=", 0.98),
                 f"{len(boxes)} boxes, mean {np.mean(ious):.4f}; >= 0.98 needed to be a default"),
         )
-    b.report.details[section] = times
 
 
 def native_half(device: str) -> bool:
@@ -277,8 +332,11 @@ def half(b: Bench) -> None:
     emulated and one Grounding DINO forward takes minutes.
     """
     lower = "fp16" if b.device.startswith("cuda") else "bf16"
-    _compare_segmenters(b, "half", {f"{lower} torch": load_segmenter(b.segmenter_spec, b.device, lower, b.cache_mb)})
-    load_segmenter.cache_clear()
+    variants = {f"{lower} torch": load_segmenter(b.segmenter_spec, b.device, lower, b.cache_mb)}
+    times = _time_encoders(b, variants)
+    _agreement_rows(b, "half", variants, times)
+    b.report.details["half"] = times
+    _release(variants)
     image = b.images[0].pixels
     base = b.labeler.detector
     other = load_detector(b.detector_spec, b.device, lower)
@@ -307,20 +365,16 @@ def segmenters(b: Bench) -> None:
 
     Random weights say nothing about their accuracy; the published figures are in docs/performance.md.
     """
-    image = b.images[0].pixels
-    variants = {b.segmenter_spec: b.segmenter}
-    variants.update({spec: load_segmenter(spec, b.device, b.dtype, b.cache_mb) for spec in b.family_specs})
-    cases = {name: Case(lambda _, s=s: s.embed(image), lambda _, s=s: s.cache.clear()) for name, s in variants.items()}
-    times = interleaved(cases, b.repeats)
-    for name, seg in variants.items():
+    comparison = _encoder_comparison(b, "segmenters")
+    families = {spec: comparison.variants.pop(spec) for spec in b.family_specs}
+    times = comparison.times
+    for name, seg in {b.segmenter_spec: b.segmenter, **families}.items():
+        seconds = times[REFERENCE if seg is b.segmenter else name]
         params = sum(p.numel() for p in seg.model.vision_encoder.parameters()) / 1e6
-        b.report.add(Row("segmenters", f"image encoder, {name}", median(times[name]), "s", None,
+        b.report.add(Row("segmenters", f"image encoder, {name}", median(seconds), "s", None,
                          f"{params:.1f} M encoder params; "
-                         f"{median_ratio(times[b.segmenter_spec], times[name]):.2f}x vs {b.segmenter_spec}"))
-    b.report.details["segmenters"] = times
-    del variants
-    load_segmenter.cache_clear()
-    gc.collect()
+                         f"{median_ratio(times[REFERENCE], seconds):.2f}x vs {b.segmenter_spec}"))
+    _release(families)
 
 
 @torch.inference_mode()
@@ -347,6 +401,6 @@ def profile(b: Bench) -> None:
 
 
 SECTIONS: dict[str, Callable[[Bench], None]] = {
-    "throughput": throughput, "click": click, "decoder": decoder, "server": server, "memory": memory,
+    "throughput": throughput, "click": click, "decoder": decoder, "memory": memory,
     "runtimes": runtimes, "half": half, "segmenters": segmenters, "profile": profile,
 }

@@ -48,6 +48,10 @@ class OnnxImageEncoder:
 
     The export happens once, at load time, into a private temporary folder; ONNX Runtime gets as many
     intra-op threads as torch has. CPU only: on a GPU, fp16/bf16 PyTorch is the faster path.
+
+    ONNX Runtime's CPU memory arena is off: with it, every later encoder run in the process, PyTorch's
+    (Grounding DINO, other encoders) and its own, got slower run after run (SAM ViT-B 14 s to 21-23 s after
+    two ONNX runs on the 2-core bench machine); without it both stay at their own speed.
     """
 
     def __init__(self, model: nn.Module, image_size: int) -> None:
@@ -65,6 +69,7 @@ class OnnxImageEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.log_severity_level = 3  # errors only: shape-merge notices are noise
+        options.enable_cpu_mem_arena = False
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         log.info("exported the image encoder to ONNX in %.1f s", self.export_seconds)
 
