@@ -93,6 +93,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
                   families, tuple(sections), rss_loaded_mb=rss_mb())
     if labeler.random_weights:
         log.warning("random-weight models: timings are real, the regions are not predictions")
+    logging.getLogger("prelabel.access").setLevel(logging.WARNING)  # hundreds of in-process requests
     try:
         for name in sections:
             log.info("bench section %s ...", name)

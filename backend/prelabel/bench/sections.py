@@ -13,6 +13,7 @@ from types import ModuleType
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from transformers import SamProcessor
 
 from prelabel.bench.report import Report, Row
@@ -222,7 +223,7 @@ def memory(b: Bench) -> None:
     gc.collect()
     before = rss_mb()
     points = [image.click_points(7) for image in images]
-    for i in range(b.requests):
+    for i in tqdm(range(b.requests), desc="memory: click requests", unit="req", file=sys.stderr, leave=False):
         image_index = i % len(images)
         harness.click(images[image_index], points[image_index][(i // len(images)) % 7])
     gc.collect()
