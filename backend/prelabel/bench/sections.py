@@ -223,7 +223,8 @@ def memory(b: Bench) -> None:
     gc.collect()
     before = rss_mb()
     points = [image.click_points(7) for image in images]
-    for i in tqdm(range(b.requests), desc="memory: click requests", unit="req", file=sys.stderr, leave=False):
+    for i in tqdm(range(b.requests), desc="memory: click requests", unit="req", file=sys.stderr,
+                  leave=False, mininterval=1.0):
         image_index = i % len(images)
         harness.click(images[image_index], points[image_index][(i // len(images)) % 7])
     gc.collect()
