@@ -216,7 +216,7 @@ def memory(b: Bench) -> None:
     harness = b.harness()
     # Clicks on the images whose embeddings an earlier section left cached (else the first, encoded once),
     # so every counted request is a cheap one through the whole app.
-    images = [image for image in harness.images 
+    images = [image for image in harness.images
               if image_key(image.pixels, b.segmenter.model_id) in b.segmenter.cache] or harness.images[:1]
     for image in images:
         b.segmenter.embed(image.pixels)
