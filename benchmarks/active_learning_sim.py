@@ -3,7 +3,7 @@
 Pretrained weights cannot be used here, so the detector is SIMULATED (``simulate_detections``): for
 generated ground-truth objects it emits jittered true boxes and false positives, with scores that are
 miscalibrated differently per label, like a text-prompted detector on a custom domain. Everything after
-it is prelabel's real code: uncertainty signals and confidence (``prelabel.uncertainty``), the Label
+it is prelabel's real code: uncertainty signals and confidence (``prelabel.core.uncertainty``), the Label
 Studio adapter, the webhook service with its SQLite store, matching, fitting, and ranking. A simulated
 annotator corrects each prediction toward the ground truth in Label Studio's result format.
 
@@ -26,15 +26,17 @@ from typing import Any
 
 import numpy as np
 
+from prelabel.core.geometry import box_iou, box_to_mask, clip_boxes
+from prelabel.core.regions import Regions
+from prelabel.core.uncertainty import score_regions, task_score
 from prelabel.feedback.fit import expected_calibration_error
 from prelabel.feedback.matching import match_shapes
 from prelabel.feedback.report import format_report
 from prelabel.feedback.service import FeedbackService, FeedbackSettings
 from prelabel.feedback.store import FeedbackStore
-from prelabel.formats.labelstudio import parse_label_config, regions_to_results, result_shapes
-from prelabel.geometry import box_iou, box_to_mask, clip_boxes
-from prelabel.regions import Regions
-from prelabel.uncertainty import score_regions, task_score
+from prelabel.labelstudio.config import parse_label_config
+from prelabel.labelstudio.results import regions_to_results, result_shapes
+from prelabel.labelstudio.webhooks import handle_webhook
 
 LABELS = ("rivet", "crack", "scratch")
 CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="bbox" toName="image">'
@@ -103,7 +105,7 @@ def simulate_detections(rng: np.random.Generator, image: Image) -> Regions:
         masks.append(box_to_mask(inner, width, height))
         mask_scores.append(np.clip(rng.normal(0.9 if is_good else 0.75, 0.08), 0, 1))
     regions = Regions(SIZE, LABELS, boxes_xyxy, probs[keep], np.array(labels)[keep],
-                      np.array(masks).reshape(-1, height, width), np.array(mask_scores))
+                      np.array(masks).reshape(-1, height, width), {"mask_score": np.array(mask_scores)})
     return regions
 
 
@@ -176,7 +178,7 @@ def run(n_images: int, seed: int) -> dict[str, Any]:
         for task, (image, regions) in enumerate(zip(images[:half], detections[:half])):
             scored = score_regions(regions, thresholds)
             prediction = {"model_version": "prelabel-sim", "result": regions_to_results(scored, PARSED)}
-            service.handle({"action": "ANNOTATION_CREATED", "project": {"id": 1},
+            handle_webhook(service, {"action": "ANNOTATION_CREATED", "project": {"id": 1},
                             "annotation": {"id": task, "task": task, "result": annotate(image, prediction["result"])[0],
                                            "prediction": prediction}})
         learned = service.fit("1", PARSED.prompts, DEFAULT_THRESHOLD)

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' image generator
 from batch_data import write_shape_images  # noqa: E402
 
-OUTPUTS = ("coco.json", "cvat_coco.json", "labelstudio_tasks.json", "errors.jsonl", "yolo/data.yaml")
+OUTPUTS = ("coco.json", "coco_polygons.json", "labelstudio_tasks.json", "errors.jsonl", "yolo/data.yaml")
 RATE = re.compile(r"labeled (\d+) image\(s\) in ([\d.]+) s \(([\d.]+) images/s")
 
 

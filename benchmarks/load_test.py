@@ -33,7 +33,7 @@ import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from prelabel.demo import BackendProcess
+from prelabel.labelstudio.demo import BackendProcess
 
 CONFIG = """<View><Image name="image" value="$image"/>
 <RectangleLabels name="bbox" toName="image"><Label value="cat"/><Label value="dog"/></RectangleLabels>

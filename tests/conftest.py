@@ -11,8 +11,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from prelabel.ls_local import LocalLabelStudio, ensure_label_studio  # noqa: E402
-from prelabel.pipeline import Labeler, LabelerConfig  # noqa: E402
+from prelabel.labelstudio.local import LocalLabelStudio, ensure_label_studio  # noqa: E402
+from prelabel.pipeline import Labeler, build_labeler  # noqa: E402
+from prelabel.settings import Settings  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,4 +47,4 @@ def random_tiny_env() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def labeler() -> Labeler:
     """random-tiny Grounding DINO + SAM on the CPU, box threshold 0.3 (random-tiny finds regions at any image)."""
-    return Labeler.from_specs("random-tiny", "random-tiny", device="cpu", config=LabelerConfig(box_threshold=0.3))
+    return build_labeler(Settings(detector="random-tiny", segmenter="random-tiny", device="cpu", box_threshold=0.3))

@@ -1,4 +1,4 @@
-"""Settings shared by the CLI, the server and the CVAT functions: defaults < config file < environment."""
+"""Settings shared by every entry point (CLI, servers, CVAT functions): defaults < config file < environment."""
 
 from __future__ import annotations
 
@@ -6,20 +6,21 @@ import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from prelabel.labels import LabelPrompt, labels_from_mapping, parse_labels
-from prelabel.models.defaults import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
-
-if TYPE_CHECKING:  # imported where used: `prelabel --help` must not load the model stack
-    from prelabel.feedback.service import FeedbackSettings
-    from prelabel.pipeline import LabelerConfig
+from prelabel.core.errors import PrelabelError
+from prelabel.core.labels import LabelPrompt, labels_from_mapping, parse_labels
+from prelabel.models.specs import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 
 # Settings read from plain (non-PRELABEL_) variables, as Label Studio's own tools name them.
 _PLAIN_ENV = {"label_studio_url": "LABEL_STUDIO_URL", "label_studio_api_key": "LABEL_STUDIO_API_KEY"}
 _SECRETS = ("label_studio_api_key", "basic_auth_pass", "api_token", "webhook_secret")
+
+
+class SettingsError(PrelabelError):
+    """A setting, config file or environment variable with a value prelabel cannot use."""
 
 
 @dataclass(frozen=True)
@@ -77,22 +78,9 @@ class Settings:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"unknown settings: {', '.join(unknown)}")
+            raise SettingsError(f"unknown settings: {', '.join(unknown)}")
         typed = {k: _coerce(known[k].type, v, k) for k, v in values.items()}
         return replace(cls(), **typed)
-
-    def labeler_config(self) -> LabelerConfig:
-        """The thresholds part, for the Labeler."""
-        from prelabel.pipeline import LabelerConfig
-
-        return LabelerConfig(self.box_threshold, self.text_threshold, self.nms_iou, self.max_detections,
-                             self.review_threshold)
-
-    def feedback_settings(self) -> FeedbackSettings:
-        """The fitting part, for the feedback service."""
-        from prelabel.feedback.service import FeedbackSettings
-
-        return FeedbackSettings(beta=self.fit_beta, min_samples=self.fit_min_samples)
 
     def label_prompts(self) -> list[LabelPrompt]:
         """The configured labels (may be empty when the tool supplies them)."""
@@ -113,11 +101,11 @@ class Settings:
 
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ValueError(f"config file {path} does not exist")
+        raise SettingsError(f"config file {path} does not exist (PRELABEL_CONFIG)")
     text = path.read_text(encoding="utf-8")
     data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of settings")
+        raise SettingsError(f"config file {path} must hold a mapping of settings")
     if isinstance(data.get("labels"), dict):  # labels may be given as {name: [prompts]}
         data["labels"] = ",".join(
             f"{label.name}={'|'.join(label.prompts)}" for label in labels_from_mapping(data["labels"])
@@ -136,7 +124,7 @@ def _coerce(kind: Any, value: Any, name: str) -> Any:
             return _to_bool(value)
         return str(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"setting {name} must be a {kind}, got {value!r}") from exc
+        raise SettingsError(f"setting {name} (PRELABEL_{name.upper()}) must be a {kind}, got {value!r}") from exc
 
 
 def _to_bool(value: Any) -> bool:

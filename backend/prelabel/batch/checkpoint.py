@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import IO, Any
 
 FORMAT = "prelabel-batch-checkpoint/1"
+from prelabel.core.errors import PrelabelError
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(PrelabelError):
     """The checkpoint was written with other models, labels or options than this run."""
 
 

@@ -10,17 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from prelabel.batch.records import record_regions
+from prelabel.core.labels import LabelPrompt
+from prelabel.core.regions import Regions
 from prelabel.formats.coco import Segmentation, coco_document
-from prelabel.formats.labelstudio import LabelConfig, parse_label_config, regions_to_results
 from prelabel.formats.yolo import YoloTask, write_yolo_dataset
-from prelabel.labels import LabelPrompt
-from prelabel.pipeline import LabelerConfig
-from prelabel.regions import Regions
-from prelabel.uncertainty import task_score
+from prelabel.labelstudio.config import LabelConfig, parse_label_config
+from prelabel.labelstudio.results import prediction
 
 log = logging.getLogger(__name__)
 
-FILES = {"coco": "coco.json", "ls": "labelstudio_tasks.json", "cvat": "cvat_coco.json", "yolo": "yolo",
+FORMATS = ("coco", "coco-polygons", "labelstudio", "yolo")
+FILES = {"coco": "coco.json", "labelstudio": "labelstudio_tasks.json", "coco-polygons": "coco_polygons.json",
+         "yolo": "yolo",
          "errors": "errors.jsonl", "ls_config": "labelstudio_config.xml"}
 
 
@@ -41,6 +42,7 @@ def write_outputs(
     coco_segmentation: Segmentation = "rle",
     yolo_task: YoloTask = "segment",
     image_url_prefix: str = "",
+    review_threshold: float = 0.45,
 ) -> dict[str, Path]:
     """Write the chosen formats and ``errors.jsonl``; returns the written paths by format."""
     ordered = [records[key] for key in sorted(records)]
@@ -53,12 +55,12 @@ def write_outputs(
     if "coco" in formats:
         document = coco_document([(r["key"], g) for r, g in done], names, coco_segmentation, True, info)
         written["coco"] = _write_json(out_dir / FILES["coco"], document)
-    if "cvat" in formats:
+    if "coco-polygons" in formats:  # COCO with polygon segmentations, as CVAT's "COCO 1.0" import wants
         document = coco_document([(r["key"], g) for r, g in done], names, "polygon", False, info)
-        written["cvat"] = _write_json(out_dir / FILES["cvat"], document)
-    if "ls" in formats:
-        tasks = [ls_task(r, g, ls_config, image_url_prefix) for r, g in done]
-        written["ls"] = _write_json(out_dir / FILES["ls"], tasks)
+        written["coco-polygons"] = _write_json(out_dir / FILES["coco-polygons"], document)
+    if "labelstudio" in formats:
+        tasks = [ls_task(r, g, ls_config, image_url_prefix, review_threshold) for r, g in done]
+        written["labelstudio"] = _write_json(out_dir / FILES["labelstudio"], tasks)
     if "yolo" in formats:
         local = [(r["key"], r["uri"], g) for r, g in done if r["task_id"] is None and "://" not in r["uri"]]
         if len(local) < len(done):
@@ -68,19 +70,13 @@ def write_outputs(
     return written
 
 
-def ls_task(record: dict[str, Any], regions: Regions, config: LabelConfig, image_url_prefix: str = "") -> dict[str, Any]:
-    """A Label Studio task with its prediction, ready for the project import API or the UI."""
+def ls_task(record: dict[str, Any], regions: Regions, config: LabelConfig, image_url_prefix: str,
+            review_threshold: float) -> dict[str, Any]:
+    """A Label Studio task with its prediction (review notes and uncertainty signals included), ready for the
+    project import API or the UI."""
     image = image_url_prefix + record["key"] if image_url_prefix else record["uri"]
-    return {
-        "data": {config.image_key: image},
-        "predictions": [ls_prediction(record, regions, config)],
-    }
-
-
-def ls_prediction(record: dict[str, Any], regions: Regions, config: LabelConfig) -> dict[str, Any]:
-    """The prediction of one image as Label Studio stores it, review notes and uncertainty signals included."""
-    return {"model_version": record["model_version"], "score": round(task_score(regions), 4),
-            "result": regions_to_results(regions, config, LabelerConfig().review_threshold)}
+    return {"data": {config.image_key: image},
+            "predictions": [prediction(regions, config, record["model_version"], review_threshold)]}
 
 
 def ls_config_for(xml: str | None, labels: Sequence[LabelPrompt], with_masks: bool) -> tuple[str, LabelConfig]:

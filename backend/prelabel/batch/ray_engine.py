@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 
 from prelabel.batch.checkpoint import Checkpoint
-from prelabel.batch.runner import BatchOptions, ModelSpec, label_item, progress
+from prelabel.batch.runner import BatchOptions, label_item, progress
 from prelabel.batch.sources import ImageItem, ImageLoader
-from prelabel.labels import LabelPrompt
-from prelabel.server.task_images import LabelStudioAccess
+from prelabel.core.labels import LabelPrompt
+from prelabel.labelstudio.client import LabelStudioAccess
+from prelabel.pipeline import build_labeler
+from prelabel.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,12 @@ class RayResources:
 class LabelerActor:
     """A Ray Data actor: builds its Labeler once, then labels batches of serialised items."""
 
-    def __init__(self, spec: ModelSpec, labels: Sequence[LabelPrompt], options: BatchOptions, max_pixels: int,
+    def __init__(self, settings: Settings, labels: Sequence[LabelPrompt], options: BatchOptions, max_pixels: int,
                  access: LabelStudioAccess | None, threads: int) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.labeler = spec.build()
+        self.labeler = build_labeler(settings)
         self.labels = list(labels)
         self.options = options
         self.loader = ImageLoader(max_pixels, access)
@@ -54,7 +56,7 @@ class LabelerActor:
 
 
 def run_ray(
-    spec: ModelSpec, labels: Sequence[LabelPrompt], options: BatchOptions, items: Sequence[ImageItem],
+    settings: Settings, labels: Sequence[LabelPrompt], options: BatchOptions, items: Sequence[ImageItem],
     max_pixels: int, access: LabelStudioAccess | None, checkpoint: Checkpoint, resources: RayResources,
 ) -> None:
     """Label ``items`` on Ray and append each finished record to ``checkpoint`` as it arrives."""
@@ -72,7 +74,7 @@ def run_ray(
     dataset = ray.data.from_items([{"item": json.dumps(asdict(item))} for item in items])
     dataset = dataset.map_batches(
         LabelerActor,
-        fn_constructor_kwargs={"spec": spec, "labels": list(labels), "options": options, "max_pixels": max_pixels,
+        fn_constructor_kwargs={"settings": settings, "labels": list(labels), "options": options, "max_pixels": max_pixels,
                                "access": access, "threads": int(resources.cpus_per_actor)},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=resources.actors),

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from prelabel.batch.sources import ImageItem
-from prelabel.geometry import rle_to_mask
-from prelabel.regions import Regions
-from prelabel.uncertainty import FEATURES
+from prelabel.core.regions import Regions
 
 
 def regions_record(item: ImageItem, regions: Regions) -> dict[str, Any]:
@@ -34,29 +30,5 @@ def error_record(item: ImageItem, error: str) -> dict[str, Any]:
 
 def record_regions(record: dict[str, Any]) -> Regions:
     """The Regions stored in a record (masks decoded when present)."""
-    names = tuple(record["label_names"])
-    regions = record["regions"]
-    width, height = record["image_size"]
-    optional = {
-        field: np.array([r[field] for r in regions], dtype=np.float32)
-        for field in ("mask_score", "uncertainty")
-        if regions and all(field in r for r in regions)
-    }
-    features = None
-    if regions and all("features" in r for r in regions):
-        features = np.array([[r["features"][name] for name in FEATURES] for r in regions], dtype=np.float32)
-    masks = None
-    if regions and all("mask_rle" in r for r in regions):
-        masks = np.stack([rle_to_mask(r["mask_rle"]) for r in regions])
-    return Regions(
-        (width, height),
-        names,
-        np.array([r["box_xyxy"] for r in regions], dtype=np.float32).reshape(-1, 4),
-        np.array([r["score"] for r in regions], dtype=np.float32),
-        np.array([names.index(r["label"]) for r in regions], dtype=np.int64),
-        masks=masks,
-        mask_scores=optional.get("mask_score"),
-        uncertainty=optional.get("uncertainty"),
-        features=features,
-        meta={"model_version": record["model_version"], "random_weights": record["random_weights"]},
-    )
+    meta = {"model_version": record["model_version"], "random_weights": record["random_weights"]}
+    return Regions.from_dict({**record, "meta": meta})

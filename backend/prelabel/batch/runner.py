@@ -15,36 +15,10 @@ from tqdm import tqdm
 from prelabel.batch.checkpoint import Checkpoint
 from prelabel.batch.records import error_record, regions_record
 from prelabel.batch.sources import ImageItem, ImageLoader
-from prelabel.labels import LabelPrompt
-from prelabel.pipeline import Labeler, LabelerConfig, model_version
-from prelabel.regions import Regions
-from prelabel.tiling import predict_tiled
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to build the same Labeler in this process or in a Ray actor."""
-
-    detector: str
-    segmenter: str | None
-    device: str
-    dtype: str
-    config: LabelerConfig
-    cache_mb: int
-
-    def build(self) -> Labeler:
-        return Labeler.from_specs(self.detector, self.segmenter, self.device, self.dtype, self.config, self.cache_mb)
-
-    @property
-    def random_weights(self) -> bool:
-        """True when a model spec is ``random-*``: its outputs are meaningless."""
-        from prelabel.models.random_weights import RANDOM_SPECS
-
-        return self.detector in RANDOM_SPECS or self.segmenter in RANDOM_SPECS
-
-    def model_version(self, labels: Sequence[LabelPrompt]) -> str:
-        """The Labeler's model_version, computed without loading the models."""
-        return model_version(self.detector, self.segmenter, self.random_weights, labels, self.config)
+from prelabel.core.labels import LabelPrompt
+from prelabel.core.regions import Regions
+from prelabel.pipeline import Labeler
+from prelabel.pipeline.tiling import predict_tiled
 
 
 @dataclass(frozen=True)

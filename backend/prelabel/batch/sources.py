@@ -12,14 +12,21 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from prelabel.images import load_image_file
+from prelabel.core.errors import PrelabelError
+from prelabel.core.images import load_image_file
+from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
+from prelabel.labelstudio.config import parse_label_config
+from prelabel.labelstudio.task_images import TaskImageFetcher
 from prelabel.server.safe_fetch import FetchPolicy
-from prelabel.server.task_images import LabelStudioAccess, TaskImageFetcher
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 MANIFEST_EXTENSIONS = frozenset({".jsonl", ".csv"})
 MANIFEST_KEYS = ("image", "path", "url")
 LS_PREFIX = "ls:"
+
+
+class SourceError(PrelabelError):
+    """A batch source that names no images prelabel can read."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,7 @@ def resolve_source(source: str, access: LabelStudioAccess | None = None) -> list
     (relative paths are relative to the manifest) or a glob pattern (``**`` recurses).
     """
     if source.startswith(LS_PREFIX):
-        from prelabel.batch.ls_project import label_studio_items
-
-        items = label_studio_items(source[len(LS_PREFIX):], access)
+        items = project_items(project_client(access), project_of(source))
     elif Path(source).is_dir():
         root = Path(source)
         items = [ImageItem(p.relative_to(root).as_posix(), str(p)) for p in root.rglob("*") if _is_image(p)]
@@ -53,11 +58,33 @@ def resolve_source(source: str, access: LabelStudioAccess | None = None) -> list
     elif glob.has_magic(source):
         items = [ImageItem(Path(p).as_posix(), p) for p in glob.glob(source, recursive=True) if _is_image(Path(p))]
     else:
-        raise ValueError(f"{source} is not a folder, a .jsonl/.csv manifest, a glob pattern or ls:PROJECT_ID")
+        raise SourceError(f"{source} is not a folder, a .jsonl/.csv manifest, a glob pattern or ls:PROJECT_ID")
     unique = {item.key: item for item in items}
     if not unique:
-        raise ValueError(f"{source} holds no images (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        raise SourceError(f"{source} holds no images (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return [unique[key] for key in sorted(unique)]
+
+
+def project_of(source: str) -> int:
+    """The project id of an ``ls:PROJECT_ID`` source."""
+    project = source[len(LS_PREFIX):]
+    if not project.isdigit():
+        raise SourceError(f"{source} is not a project id; use e.g. ls:3")
+    return int(project)
+
+
+def project_client(access: LabelStudioAccess | None) -> LabelStudioClient:
+    """The client of the configured Label Studio, which an ``ls:`` source needs."""
+    if access is None or not access.url or not access.api_key:
+        raise SourceError("a Label Studio project needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+    return LabelStudioClient.for_access(access)
+
+
+def project_items(client: LabelStudioClient, project: int) -> list[ImageItem]:
+    """The image of every task of a project (the data key comes from its labeling config)."""
+    image_key = parse_label_config(client.label_config(project)).image_key
+    return [ImageItem(f"task-{task.id:09d}", str(task.data.get(image_key, "")), task.id)
+            for task in client.sdk.tasks.list(project=project)]
 
 
 def _is_image(path: Path) -> bool:
@@ -76,12 +103,12 @@ def manifest_items(path: Path) -> list[ImageItem]:
             try:
                 rows.extend([json.loads(line)] if line.strip() else [])
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {number} is not JSON: {exc.msg}") from exc
+                raise SourceError(f"{path} line {number} is not JSON: {exc.msg}") from exc
     items = []
     for number, row in enumerate(rows, start=1):
         entry = row if isinstance(row, str) else next((row[k] for k in MANIFEST_KEYS if row.get(k)), None)
         if not entry:
-            raise ValueError(f"{path} entry {number} has no {'/'.join(MANIFEST_KEYS)} field")
+            raise SourceError(f"{path} entry {number} has no {'/'.join(MANIFEST_KEYS)} field")
         local = urlparse(entry).scheme in ("", "file")
         uri = str(path.parent / entry) if local and not Path(entry).is_absolute() else entry
         items.append(ImageItem(entry, uri))

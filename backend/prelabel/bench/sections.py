@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import gc
-import importlib.util
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import SamProcessor
 
+from prelabel.bench.naive import NaiveReference
 from prelabel.bench.report import Report, Row
 from prelabel.bench.server import ServerHarness
 from prelabel.bench.timing import Case, ModelTimer, interleaved, mask_iou, median, median_ratio, peak_rss_mb, rss_mb
-from prelabel.embedding_cache import image_key
-from prelabel.geometry import box_iou
-from prelabel.labels import LabelPrompt
-from prelabel.models.registry import load_detector, load_segmenter
+from prelabel.core.geometry import box_iou
+from prelabel.core.labels import LabelPrompt
+from prelabel.models.cache import image_key
+from prelabel.models.protocols import Detector
 from prelabel.models.sam import SamSegmenter
-from prelabel.pipeline import Labeler
-
-NAIVE_REFERENCE = Path(__file__).resolve().parents[3] / "benchmarks" / "naive_reference.py"
+from prelabel.pipeline import Labeler, build_labeler
+from prelabel.pipeline.build import forget_loaded_models
+from prelabel.settings import Settings
 
 
 @dataclass
@@ -71,6 +69,16 @@ class Bench:
         """The loaded segmenter (SAM or SAM 2.1): the bench also uses its cache and ``embed``."""
         return self.labeler.segmenter
 
+    def load_segmenter(self, spec: str, dtype: str, runtime: str = "torch") -> SamSegmenter:
+        """Another segmenter on the bench's device (through the one builder)."""
+        settings = Settings(detector="", segmenter=spec, device=self.device, dtype=dtype, cache_mb=self.cache_mb,
+                            sam_runtime=runtime)
+        return build_labeler(settings).segmenter
+
+    def load_detector(self, spec: str, dtype: str) -> Detector:
+        """Another detector on the bench's device (through the one builder)."""
+        return build_labeler(Settings(detector=spec, segmenter="", device=self.device, dtype=dtype)).detector
+
     def clear_embeddings(self, *_: object) -> None:
         self.segmenter.cache.clear()
 
@@ -81,18 +89,6 @@ class Bench:
         return self.server
 
 
-def load_naive_reference() -> ModuleType:
-    """``benchmarks/naive_reference.py`` of the source checkout this package runs from."""
-    if not NAIVE_REFERENCE.is_file():
-        raise RuntimeError(f"the naive reference pipeline {NAIVE_REFERENCE} is missing: run `prelabel bench` from a "
-                           f"source checkout (pip install -e .)")
-    spec = importlib.util.spec_from_file_location("naive_reference", NAIVE_REFERENCE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def throughput(b: Bench) -> None:
     """A realistic mix per image (one pre-label request, then clicks): prelabel served vs the naive reference.
 
@@ -100,12 +96,11 @@ def throughput(b: Bench) -> None:
     Studio JSON out); the naive reference gets the image bytes handed to it. Forward hooks on the models
     split prelabel's wall time into model time and everything around it.
     """
-    naive_module = load_naive_reference()
     det, seg = b.labeler.detector, b.segmenter
     if seg.image_processor is None:
         raise ValueError("the throughput section drives SAM (not SAM 2) the naive way: pass a SAM --segmenter")
     cfg = b.labeler.config
-    naive = naive_module.NaiveReference(det.model, det.processor, seg.model, SamProcessor(seg.image_processor),
+    naive = NaiveReference(det.model, det.processor, seg.model, SamProcessor(seg.image_processor),
                                         cfg.box_threshold, cfg.text_threshold, cfg.max_detections)
     names = [label.name for label in b.labels]
     harness = b.harness()
@@ -261,10 +256,10 @@ def _encoder_comparison(b: Bench, section: str) -> EncoderComparison:
         wanted = {*b.sections, section}
         variants: dict[str, SamSegmenter] = {}
         if "runtimes" in wanted and _runtimes_apply(b):
-            variants.update({f"{runtime} encoder": load_segmenter(b.segmenter_spec, b.device, "fp32", b.cache_mb,
-                                                                  runtime) for runtime in ("int8", "onnx")})
+            variants.update({f"{runtime} encoder": b.load_segmenter(b.segmenter_spec, "fp32", runtime)
+                             for runtime in ("int8", "onnx")})
         if "segmenters" in wanted:
-            variants.update({spec: load_segmenter(spec, b.device, b.dtype, b.cache_mb) for spec in b.family_specs})
+            variants.update({spec: b.load_segmenter(spec, b.dtype) for spec in b.family_specs})
         b.encoders = EncoderComparison(variants, _time_encoders(b, variants))
         b.report.details["encoders"] = b.encoders.times
     return b.encoders
@@ -284,7 +279,7 @@ def _time_encoders(b: Bench, variants: dict[str, SamSegmenter]) -> dict[str, lis
 def _release(variants: dict[str, SamSegmenter]) -> None:
     """Free segmenters loaded for one comparison (the registry's cache holds them too)."""
     variants.clear()
-    load_segmenter.cache_clear()
+    forget_loaded_models()
     gc.collect()
 
 
@@ -334,14 +329,14 @@ def half(b: Bench) -> None:
     emulated and one Grounding DINO forward takes minutes.
     """
     lower = "fp16" if b.device.startswith("cuda") else "bf16"
-    variants = {f"{lower} torch": load_segmenter(b.segmenter_spec, b.device, lower, b.cache_mb)}
+    variants = {f"{lower} torch": b.load_segmenter(b.segmenter_spec, lower)}
     times = _time_encoders(b, variants)
     _agreement_rows(b, "half", variants, times)
     b.report.details["half"] = times
     _release(variants)
     image = b.images[0].pixels
     base = b.labeler.detector
-    other = load_detector(b.detector_spec, b.device, lower)
+    other = b.load_detector(b.detector_spec, lower)
     chunk = base.chunk_prompts(b.labels)[0]
     outputs = {}  # the last output of each: every query's boxes and label scores
     times = interleaved({name: Case(lambda _, d=d, name=name: outputs.__setitem__(name, d._run_chunk(image, chunk)))
@@ -358,7 +353,7 @@ def half(b: Bench) -> None:
             (">=", 0.98), f"top {len(top)} queries, mean {ious.mean():.4f}, {invalid} NaN boxes"),
     )
     del other
-    load_detector.cache_clear()
+    forget_loaded_models()
     gc.collect()
 
 

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prelabel.labels import LabelPrompt
-from prelabel.pipeline import Labeler
-from prelabel.server import create_app
+from prelabel.core.labels import LabelPrompt
+from prelabel.labelstudio.backend import create_app
+from prelabel.pipeline.labeler import Labeler
 from prelabel.settings import Settings
 
 if TYPE_CHECKING:

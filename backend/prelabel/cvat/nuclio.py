@@ -17,19 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from prelabel.cvat.common import ModelSettings, RequestError, click_prompt, parse_threshold, with_threshold
+from prelabel.core.errors import BadRequest, PrelabelError
+from prelabel.core.images import decode_base64_image
+from prelabel.cvat.prompts import click_prompt, parse_threshold, with_threshold
+from prelabel.cvat.shapes import detector_items, interactor_reply
 from prelabel.cvat.spec import CvatLabels, labels_from_function_yaml
-from prelabel.formats.cvat import detector_items, interactor_reply
-from prelabel.images import ImageError, decode_base64_image
-from prelabel.models.base import Segmenter
-from prelabel.pipeline import Labeler
+from prelabel.pipeline import Labeler, build_labeler
+from prelabel.settings import Settings
 
 FUNCTION_FILE_ENV = "PRELABEL_CVAT_FUNCTION_FILE"
 """Name of the deployed function.yaml inside the function folder (``function-gpu.yaml`` on GPU)."""
 
 
 @dataclass(frozen=True)
-class Detector:
+class DetectorFunction:
     """CVAT detector: ``{image, threshold?}`` to a list of shapes of the spec's labels."""
 
     labeler: Labeler
@@ -44,10 +45,10 @@ class Detector:
 
 
 @dataclass(frozen=True)
-class Interactor:
+class InteractorFunction:
     """CVAT interactor: ``{image, pos_points, neg_points, obj_bbox?}`` to ``{mask, bounds, points}``."""
 
-    segmenter: Segmenter
+    labeler: Labeler
 
     def __call__(self, body: Mapping[str, Any]) -> dict[str, Any]:
         image = _image(body)
@@ -55,13 +56,13 @@ class Interactor:
         points, point_labels, box = click_prompt(
             width, height, body.get("pos_points"), body.get("neg_points"), body.get("obj_bbox")
         )
-        mask, _ = self.segmenter.segment_points(image, points, point_labels, box)
+        mask, _ = self.labeler.click(image, points, point_labels, box)
         return interactor_reply(np.asarray(mask, dtype=bool))
 
 
 def init_detector(context: Any, function_dir: str | Path) -> None:
     """Load the models and the spec's labels into ``context.user_data`` (once per worker)."""
-    settings = ModelSettings.from_env()
+    settings = Settings.load()
     spec_file = Path(function_dir) / os.environ.get(FUNCTION_FILE_ENV, "function.yaml")
     try:
         labels = labels_from_function_yaml(spec_file)
@@ -70,7 +71,7 @@ def init_detector(context: Any, function_dir: str | Path) -> None:
             f"{spec_file}: bad metadata.annotations.spec: {exc}. Generate it with "
             f"`prelabel cvat spec --labels ... --out {spec_file.name}`"
         ) from exc
-    context.user_data.function = Detector(settings.labeler(), labels)
+    context.user_data.function = DetectorFunction(build_labeler(settings), labels)
     context.logger.info_with(
         "prelabel detector ready",
         detector=settings.detector,
@@ -81,8 +82,8 @@ def init_detector(context: Any, function_dir: str | Path) -> None:
 
 def init_interactor(context: Any) -> None:
     """Load SAM into ``context.user_data`` (once per worker)."""
-    settings = ModelSettings.from_env()
-    context.user_data.function = Interactor(settings.load_segmenter())
+    settings = Settings.load()
+    context.user_data.function = InteractorFunction(build_labeler(settings, detector=""))
     context.logger.info_with("prelabel interactor ready", segmenter=settings.segmenter)
 
 
@@ -90,7 +91,7 @@ def handle(context: Any, event: Any) -> Any:
     """Serve one request with the function ``init_*`` loaded; never raises."""
     try:
         result = context.user_data.function(_body(event.body))
-    except (RequestError, ImageError) as exc:
+    except PrelabelError as exc:
         context.logger.warn_with("prelabel: bad request", error=str(exc))
         return _reply(context, 400, {"error": str(exc)})
     except Exception as exc:  # a reply with the reason beats a bare 500 from the runtime
@@ -105,15 +106,15 @@ def _body(body: Any) -> Mapping[str, Any]:
         try:
             body = json.loads(body)
         except ValueError:
-            raise RequestError("the request body is not JSON; send a JSON object like CVAT does") from None
+            raise BadRequest("the request body is not JSON; send a JSON object like CVAT does") from None
     if not isinstance(body, Mapping):
-        raise RequestError(f"the request body must be a JSON object, got {type(body).__name__}")
+        raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
     return body
 
 
 def _image(body: Mapping[str, Any]) -> np.ndarray:
     if "image" not in body:
-        raise RequestError("'image' is missing: send the frame as base64")
+        raise BadRequest("'image' is missing: send the frame as base64")
     return decode_base64_image(body["image"])
 
 

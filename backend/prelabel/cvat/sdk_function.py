@@ -9,18 +9,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 import cvat_sdk.auto_annotation as cvataa
 import numpy as np
 import PIL.Image
 from cvat_sdk import models
 
-from prelabel.cvat.common import ModelSettings, click_prompt, with_threshold
+from prelabel.cvat.prompts import click_prompt, with_threshold
+from prelabel.cvat.shapes import sdk_interaction_shapes, sdk_shapes
 from prelabel.cvat.spec import CvatLabels
-from prelabel.formats.cvat import sdk_interaction_shapes, sdk_shapes
-from prelabel.models.base import Segmenter
-from prelabel.pipeline import Labeler
+from prelabel.pipeline import Labeler, build_labeler
+from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,8 @@ class InteractionFunction:
 
     spec = cvataa.InteractionFunctionSpec(min_pos_points=0, min_neg_points=0, min_bounding_boxes=0)
 
-    def __init__(self, segmenter: Segmenter) -> None:
-        self._segmenter = segmenter
+    def __init__(self, labeler: Labeler) -> None:
+        self._labeler = labeler
 
     def preprocess_image(self, context: cvataa.InteractionFunctionContext, image: PIL.Image.Image) -> np.ndarray:
         """The RGB pixels; SAM's embedding of them is cached by content, so later clicks skip the encoder."""
@@ -73,7 +72,7 @@ class InteractionFunction:
         points, point_labels, box = click_prompt(
             width, height, prompts.pos_points, prompts.neg_points, prompts.bounding_box
         )
-        mask, score = self._segmenter.segment_points(pp_image, points, point_labels, box)
+        mask, score = self._labeler.click(pp_image, points, point_labels, box)
         return sdk_interaction_shapes(np.asarray(mask, dtype=bool), score)
 
 
@@ -91,14 +90,13 @@ def create(
     ``interactor``; ``label_type`` (mask, polygon, rectangle) is the shape of every label; empty
     model arguments fall back to ``PRELABEL_DETECTOR`` / ``PRELABEL_SEGMENTER`` / ``PRELABEL_DEVICE``.
     """
-    central = ModelSettings.from_env().settings
-    overrides = {"detector": detector, "segmenter": segmenter, "device": device}
-    settings = ModelSettings(replace(central, **{key: value for key, value in overrides.items() if value}))
+    central = Settings.load()
+    overrides = {"detector": detector or None, "segmenter": segmenter or None, "device": device or None}
     if kind == "interactor":
-        return InteractionFunction(settings.load_segmenter())
+        return InteractionFunction(build_labeler(central, **{**overrides, "detector": ""}))
     if kind != "detector":
         raise ValueError(f"kind must be 'detector' or 'interactor', got {kind!r}")
     label_text = labels or central.labels
     if not label_text.strip():
         raise ValueError("no labels given: pass -p labels=str:'cat,dog=puppy|dog' or set PRELABEL_LABELS")
-    return DetectionFunction(settings.labeler(), CvatLabels.parse(label_text, label_type))
+    return DetectionFunction(build_labeler(central, **overrides), CvatLabels.parse(label_text, label_type))

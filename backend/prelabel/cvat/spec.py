@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,16 @@ from typing import Any
 
 import yaml
 
-from prelabel.formats.cvat import SHAPE_TYPES
-from prelabel.labels import LabelPrompt, check_labels, parse_labels
+from prelabel.core.errors import PrelabelError
+from prelabel.core.labels import LabelPrompt, check_labels, parse_labels
+from prelabel.cvat.shapes import SHAPE_TYPES
 
 _ANNOTATIONS_KEY = re.compile(r"^ +annotations:\s*$")
 _SPEC_KEY = re.compile(r"^(?P<indent> +)spec:")
+
+
+class SpecError(PrelabelError):
+    """A CVAT function spec or function.yaml prelabel cannot read or write."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class CvatLabels:
         for label in self.prompts:
             kind = self.types.get(label.name)
             if kind not in SHAPE_TYPES:
-                raise ValueError(f"label {label.name!r} has type {kind!r}; use one of {', '.join(SHAPE_TYPES)}")
+                raise SpecError(f"label {label.name!r} has type {kind!r}; use one of {', '.join(SHAPE_TYPES)}")
 
     @classmethod
     def parse(cls, text: str, default_type: str = "mask", types: Mapping[str, str] | None = None) -> CvatLabels:
@@ -46,7 +50,7 @@ class CvatLabels:
         types = dict(types or {})
         unknown = sorted(set(types) - {label.name for label in prompts})
         if unknown:
-            raise ValueError(f"types given for labels that are not in --labels: {', '.join(unknown)}")
+            raise SpecError(f"types given for labels that are not in --labels: {', '.join(unknown)}")
         return cls(prompts, {label.name: types.get(label.name, default_type) for label in prompts})
 
     @classmethod
@@ -54,7 +58,7 @@ class CvatLabels:
         """Labels from a spec (JSON text or parsed); a missing ``type`` means ``mask``, missing prompts the name."""
         entries = json.loads(spec or "[]") if isinstance(spec, str) or spec is None else spec
         if not isinstance(entries, list) or not all(isinstance(e, Mapping) and "name" in e for e in entries):
-            raise ValueError("the function spec must be a JSON list of objects with a 'name'")
+            raise SpecError("the function spec must be a JSON list of objects with a 'name'")
         prompts = tuple(LabelPrompt(str(e["name"]), _prompts(e), e.get("box_threshold")) for e in entries)
         return cls(prompts, {str(e["name"]): e.get("type", "mask") for e in entries})
 
@@ -79,7 +83,7 @@ def read_function_yaml(path: str | Path) -> dict[str, Any]:
     """A function.yaml as a dict."""
     config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(config, dict) or "metadata" not in config:
-        raise ValueError(f"{path} is not a Nuclio function.yaml (no 'metadata')")
+        raise SpecError(f"{path} is not a Nuclio function.yaml (no 'metadata')")
     return config
 
 
@@ -95,7 +99,7 @@ def replace_spec(text: str, labels: CvatLabels) -> str:
     annotations = next((i for i, line in enumerate(lines) if _ANNOTATIONS_KEY.match(line)), len(lines))
     start = next((i for i in range(annotations, len(lines)) if _SPEC_KEY.match(lines[i])), None)
     if start is None:
-        raise ValueError("no metadata.annotations.spec key found")
+        raise SpecError("no metadata.annotations.spec key found")
     indent = _SPEC_KEY.match(lines[start])["indent"]
     end = start + 1
     while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > len(indent)):
@@ -105,7 +109,7 @@ def replace_spec(text: str, labels: CvatLabels) -> str:
     block = [f"{indent}spec: |"] + [f"{indent}  {line}" for line in labels.spec_json().splitlines()]
     updated = "\n".join(lines[:start] + block + lines[end:]) + "\n"
     if _spec_of(yaml.safe_load(updated)) != labels.to_spec():
-        raise ValueError("the spec could not be replaced cleanly; edit metadata.annotations.spec by hand")
+        raise SpecError("the spec could not be replaced cleanly; edit metadata.annotations.spec by hand")
     return updated
 
 
@@ -113,38 +117,32 @@ def write_spec(path: str | Path, labels: CvatLabels) -> None:
     """Put the spec into a function.yaml (``.yaml``/``.yml``, must exist) or write it as JSON to any other file."""
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise SpecError(f"{path} does not exist: --out updates an existing Nuclio function.yaml (copy one of "
+                            f"cvat_serverless/*/nuclio/function*.yaml first), or give a .json file for the spec alone")
         path.write_text(replace_spec(path.read_text(encoding="utf-8"), labels), encoding="utf-8")
     else:
         path.write_text(labels.spec_json() + "\n", encoding="utf-8")
 
 
-def cvat_spec_main(argv: Sequence[str] | None = None) -> int:
-    """``prelabel cvat spec``: print the spec, or write it into function.yaml files; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="prelabel cvat spec",
-        description="Generate metadata.annotations.spec of the CVAT detector function from a label list.",
-    )
+def spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``prelabel cvat spec``."""
     parser.add_argument("--labels", required=True, help="e.g. 'rivet=oxidized rivet|rusted bolt,crack@0.3'")
-    parser.add_argument("--type", default="mask", choices=SHAPE_TYPES, help="shape type of every label (default mask)")
-    parser.add_argument(
-        "--label-type", action="append", default=[], metavar="NAME=TYPE", help="shape type of one label (repeatable)"
-    )
-    parser.add_argument(
-        "--out",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="function.yaml to update in place (repeatable), or a .json file to write; default: print the JSON",
-    )
-    args = parser.parse_args(argv)
-    try:
-        types = dict(_name_type(item) for item in args.label_type)
-        labels = CvatLabels.parse(args.labels, args.type, types)
-        for out in args.out:
-            write_spec(out, labels)
-    except (ValueError, OSError) as exc:
-        print(f"prelabel cvat spec: {exc}", file=sys.stderr)
-        return 2
+    parser.add_argument("--type", default="mask", choices=SHAPE_TYPES, help="shape type of every label")
+    parser.add_argument("--label-type", action="append", default=[], metavar="NAME=TYPE",
+                        help="shape type of one label (repeatable)")
+    parser.add_argument("--out", action="append", default=[], metavar="FILE",
+                        help="an existing function.yaml to update in place (repeatable), or a .json file to write; "
+                             "default: print the JSON")
+
+
+def run_spec(args: argparse.Namespace) -> int:
+    """Print the spec, or write it into function.yaml files; returns the exit code."""
+    types = dict(_name_type(item) for item in args.label_type)
+    labels = CvatLabels.parse(args.labels, args.type, types)
+    for out in args.out:
+        write_spec(out, labels)
+        print(f"wrote the spec of {len(labels.prompts)} label(s) into {out}")
     if not args.out:
         print(labels.spec_json())
     return 0
@@ -153,7 +151,7 @@ def cvat_spec_main(argv: Sequence[str] | None = None) -> int:
 def _name_type(item: str) -> tuple[str, str]:
     name, sep, kind = item.rpartition("=")
     if not sep or not name.strip():
-        raise ValueError(f"--label-type wants NAME=TYPE, got {item!r}")
+        raise SpecError(f"--label-type wants NAME=TYPE, got {item!r}")
     return name.strip(), kind.strip()
 
 

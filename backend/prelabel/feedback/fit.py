@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from prelabel.core.labels import LabelPrompt
+from prelabel.core.uncertainty import FEATURES, Calibration, heuristic_confidence
 from prelabel.feedback.matching import Outcome, RegionOutcome
-from prelabel.labels import LabelPrompt
-from prelabel.uncertainty import FEATURES, Calibration, heuristic_confidence
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from enum import Enum
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from prelabel.formats.labelstudio import Shape
-from prelabel.geometry import box_iou, mask_iou
+from prelabel.core.geometry import box_iou, mask_iou
+from prelabel.core.shapes import Shape
 
 
 class Outcome(str, Enum):
@@ -43,7 +43,7 @@ def shape_ious(a: Sequence[Shape], b: Sequence[Shape]) -> np.ndarray:
     masks = [s.mask for s in [*a, *b]]
     if a and b and all(m is not None and m.shape == masks[0].shape for m in masks):
         return mask_iou(np.stack(masks[: len(a)]), np.stack(masks[len(a):]))
-    boxes = lambda shapes: np.array([s.box_xyxy for s in shapes], dtype=np.float32).reshape(-1, 4)  # noqa: E731
+    boxes = lambda shapes: np.array([s.box_xyxy for s in shapes], dtype=np.float32).reshape(-1, 4)
     return box_iou(boxes(a), boxes(b))
 
 

@@ -23,7 +23,7 @@ def outcome_stats(outcomes: Sequence[StoredOutcome]) -> dict[str, Any]:
     deleted, added = counts[Outcome.DELETED], counts[Outcome.ADDED]
     predicted, final = accepted + adjusted + deleted, accepted + adjusted + added
     kept = accepted + adjusted
-    ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
+    ratio = lambda a, b: round(a / b, 4) if b else None
     return {
         "predicted": predicted, "final": final, "accepted": accepted, "adjusted": adjusted,
         "deleted": deleted, "added": added,
@@ -55,8 +55,8 @@ def format_report(report: dict[str, Any]) -> str:
     """The report as aligned text tables."""
     columns = ("predicted", "accepted", "adjusted", "deleted", "added", "precision", "recall", "untouched_share")
     header = f"{'':28}" + "".join(f"{c:>16}" for c in columns)
-    fmt = lambda v: "-" if v is None else f"{v:.1%}" if isinstance(v, float) else str(v)  # noqa: E731
-    row = lambda name, stats: f"{name[:28]:28}" + "".join(f"{fmt(stats[c]):>16}" for c in columns)  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.1%}" if isinstance(v, float) else str(v)
+    row = lambda name, stats: f"{name[:28]:28}" + "".join(f"{fmt(stats[c]):>16}" for c in columns)
     lines = [f"annotations with feedback: {report['annotations']}", header, row("all", report["overall"])]
     lines += ["", "per label:", header] + [row(k, v) for k, v in report["labels"].items()]
     lines += ["", "per model_version:", header] + [row(k, v) for k, v in report["model_versions"].items()]

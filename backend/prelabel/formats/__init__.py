@@ -1,0 +1,1 @@
+"""Tool-free dataset files written from Regions: COCO instances and YOLO datasets."""

@@ -1,14 +1,12 @@
-"""Regions -> COCO instances (boxes, polygon or RLE segmentation, scores) and COCO -> Regions."""
+"""Regions -> COCO instances (boxes, polygon or RLE segmentation, scores)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
-
-from prelabel.geometry import clip_boxes, mask_to_polygons, mask_to_rle, polygon_to_mask, rle_to_mask, xyxy_to_xywh
-from prelabel.regions import Regions
+from prelabel.core.geometry import mask_to_polygons, mask_to_rle, xyxy_to_xywh
+from prelabel.core.regions import Regions
 
 Segmentation = Literal["polygon", "rle", "none"]
 
@@ -64,31 +62,3 @@ def _annotation(regions: Regions, i: int, segmentation: Segmentation) -> dict[st
         return None
     annotation["segmentation"] = [[round(float(v), 2) for v in polygon.ravel()] for polygon in polygons]
     return annotation
-
-
-def coco_image_regions(document: dict[str, Any], image: dict[str, Any], with_masks: bool = True) -> Regions:
-    """The annotations of one COCO image as Regions (boxes clipped into the image; unscored ones get 1.0)."""
-    names = tuple(c["name"] for c in document["categories"])
-    index_of = {c["id"]: i for i, c in enumerate(document["categories"])}
-    width, height = int(image["width"]), int(image["height"])
-    annotations = [a for a in document["annotations"] if a["image_id"] == image["id"]]
-    boxes = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)
-    boxes[:, 2:] += boxes[:, :2]
-    masks = None
-    if with_masks and annotations and all(a.get("segmentation") for a in annotations):
-        masks = np.stack([segmentation_mask(a["segmentation"], width, height) for a in annotations])
-    return Regions(
-        (width, height), names, clip_boxes(boxes, width, height),
-        np.array([a.get("score", 1.0) for a in annotations]), np.array([index_of[a["category_id"]] for a in annotations]),
-        masks=masks,
-    )
-
-
-def segmentation_mask(segmentation: list[list[float]] | dict[str, Any], width: int, height: int) -> np.ndarray:
-    """The mask of a COCO segmentation (polygons or RLE)."""
-    if isinstance(segmentation, dict):
-        return rle_to_mask(segmentation)
-    mask = np.zeros((height, width), dtype=bool)
-    for polygon in segmentation:
-        mask |= polygon_to_mask(np.asarray(polygon).reshape(-1, 2), width, height)
-    return mask

@@ -9,8 +9,8 @@ from typing import Literal
 
 import yaml
 
-from prelabel.geometry import mask_to_polygons
-from prelabel.regions import Regions
+from prelabel.core.geometry import mask_to_polygons
+from prelabel.core.regions import Regions
 
 YoloTask = Literal["detect", "segment"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-from prelabel.geometry import clip_boxes
-from prelabel.labels import LabelPrompt
-from prelabel.regions import Regions
+from prelabel.core.geometry import clip_boxes
+from prelabel.core.labels import LabelPrompt
+from prelabel.core.regions import Regions
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class PromptChunk:
 
 
 class GroundingDinoDetector:
-    """Grounding DINO behind the :class:`~prelabel.models.base.Detector` protocol.
+    """Grounding DINO behind the :class:`~prelabel.models.protocols.Detector` protocol.
 
     Every phrase of every label becomes ``"phrase."`` in the prompt; detections are mapped back to labels
     through the character spans of those phrases and the tokenizer's offsets, so a label that is a

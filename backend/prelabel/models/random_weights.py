@@ -29,7 +29,8 @@ from transformers import (
     SamProcessor,
 )
 
-RANDOM_DETECTOR_SPECS = ("random-tiny", "random-full")
+from prelabel.models.specs import random_specs
+
 # Vision encoder shapes of SamModel variants: ViT-H as released, SlimSAM as its uniform checkpoints' config.json.
 _SAM_VISION = {
     "random-full-vit-h": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16,
@@ -45,8 +46,6 @@ _SAM2_HIERA = {
                                "global_attention_blocks": [7, 10, 13]},
 }
 SAM2_SPECS = (*_SAM2_HIERA, "random-tiny-sam2")
-RANDOM_SEGMENTER_SPECS = (*RANDOM_DETECTOR_SPECS, *_SAM_VISION, *SAM2_SPECS)
-RANDOM_SPECS = RANDOM_SEGMENTER_SPECS  # every random spec, detector or segmenter
 _SEED = 0
 
 
@@ -168,8 +167,8 @@ def build_sam2(spec: str) -> Sam2Model:
 
 def build_grounding_dino(spec: str) -> tuple[GroundingDinoForObjectDetection, GroundingDinoProcessor]:
     """Grounding DINO with random weights and a matching processor."""
-    if spec not in RANDOM_DETECTOR_SPECS:
-        raise ValueError(f"{spec!r} is a segmenter spec; random detectors are {', '.join(RANDOM_DETECTOR_SPECS)}")
+    if spec not in random_specs("detector"):
+        raise ValueError(f"{spec!r} is a segmenter spec; random detectors are {', '.join(random_specs('detector'))}")
     config = grounding_dino_config(spec)
     torch.manual_seed(_SEED)
     model = GroundingDinoForObjectDetection(config).eval()

@@ -19,40 +19,43 @@ from transformers import (
     SamProcessor,
 )
 
-from prelabel.models.defaults import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
+from prelabel.core.errors import PrelabelError
 from prelabel.models.grounding_dino import GroundingDinoDetector
-from prelabel.models.random_weights import (
-    RANDOM_DETECTOR_SPECS,
-    RANDOM_SEGMENTER_SPECS,
-    SAM2_SPECS,
-    build_grounding_dino,
-    build_sam,
-    build_sam2,
-    random_sam_processor,
-)
+from prelabel.models.random_weights import SAM2_SPECS, build_grounding_dino, build_sam, build_sam2, random_sam_processor
 from prelabel.models.runtimes import SAM_RUNTIMES, OnnxImageEncoder, quantize_encoder_int8
 from prelabel.models.sam import SamSegmenter
 from prelabel.models.sam2 import Sam2Segmenter
 from prelabel.models.sam_checkpoint import CheckpointError, load_official_sam
+from prelabel.models.specs import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, is_random, random_specs, segmenter_model_id
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(PrelabelError):
     """A model spec that could not be turned into a model; the message says what to pass instead."""
 
 
-def pick_device(requested: str = "auto") -> str:
-    """``cuda`` if present, else ``mps``, else ``cpu``, unless a device is named."""
-    if requested != "auto":
-        return requested
+def available_devices() -> list[str]:
+    """The devices this torch build can use here."""
+    devices = ["cpu"]
     if torch.cuda.is_available():
-        return "cuda"
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+        devices.append("mps")
+    return devices
+
+
+def pick_device(requested: str = "auto") -> str:
+    """``cuda`` if present, else ``mps``, else ``cpu``, unless a device is named (which must be available)."""
+    if requested == "auto":
+        return next((d for d in ("cuda", "mps") if d in available_devices()), "cpu")
+    if requested not in available_devices():
+        raise ModelLoadError(f"device {requested!r} is not available with this torch build "
+                             f"(torch {torch.__version__}); available: {', '.join(available_devices())} "
+                             f"(--device / PRELABEL_DEVICE)")
+    return requested
 
 
 def pick_dtype(name: str) -> torch.dtype:
@@ -90,9 +93,9 @@ def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str
     """
     torch.set_flush_denormal(True)
     device, torch_dtype = pick_device(device), pick_dtype(dtype)
-    if spec in RANDOM_SEGMENTER_SPECS and spec not in RANDOM_DETECTOR_SPECS:
-        raise ModelLoadError(f"{spec!r} is a segmenter; random detectors are {', '.join(RANDOM_DETECTOR_SPECS)}")
-    if spec in RANDOM_DETECTOR_SPECS:
+    if is_random(spec) and spec not in random_specs("detector"):
+        raise ModelLoadError(f"{spec!r} is a segmenter; random detectors are {', '.join(random_specs('detector'))}")
+    if is_random(spec):
         model, processor = build_grounding_dino(spec)
         return GroundingDinoDetector(model, processor, spec, True, device, torch_dtype)
     if spec.endswith(".pth"):
@@ -131,8 +134,8 @@ def load_segmenter(
     if runtime == "int8":
         quantize_encoder_int8(model)
     encoder = OnnxImageEncoder(model, _input_side(model)) if runtime == "onnx" else None
-    model_id = spec if runtime == "torch" else f"{spec}+{runtime}"
-    kwargs = {"random_weights": spec in RANDOM_SEGMENTER_SPECS, "device": device, "dtype": torch_dtype,
+    model_id = segmenter_model_id(spec, runtime)
+    kwargs = {"random_weights": is_random(spec), "device": device, "dtype": torch_dtype,
               "cache_bytes": cache_mb * 1024**2, "encoder": encoder}
     if isinstance(model, Sam2Model):
         return Sam2Segmenter(model, model_id, **kwargs)
@@ -150,7 +153,7 @@ def _segmenter_model(spec: str) -> SamModel | Sam2Model:
     """The SAM or SAM 2 model a spec names (random, official checkpoint, hub id or folder)."""
     if spec in SAM2_SPECS:
         return build_sam2(spec)
-    if spec in RANDOM_SEGMENTER_SPECS:
+    if is_random(spec):
         return build_sam(spec)[0]
     if spec.endswith(".pth"):
         if not Path(spec).is_file():
@@ -169,7 +172,7 @@ def _segmenter_model(spec: str) -> SamModel | Sam2Model:
 
 def _sam_processor(spec: str, model: SamModel) -> SamProcessor:
     """The SAM preprocessor: the random configs', the hub/folder's own, or one sized for an official checkpoint."""
-    if spec in RANDOM_SEGMENTER_SPECS:
+    if is_random(spec):
         return random_sam_processor(spec)
     if spec.endswith(".pth"):
         side = model.config.vision_config.image_size

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import SamModel, SamProcessor
 
-from prelabel.embedding_cache import LRUBytesCache, image_key
+from prelabel.models.cache import LRUBytesCache, image_key
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,10 @@ _RENAMES = (
 _HYPERNET_MLP = re.compile(r"(output_hypernetworks_mlps\.\d+)\.layers\.(\d)")
 _HYPERNET_NAMES = {"0": "proj_in", "1": "layers.0", "2": "proj_out"}
 OFFICIAL_DECODER_HEADS = 8  # segment-anything's build_sam uses 8 heads in the two-way transformer
+from prelabel.core.errors import PrelabelError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PrelabelError):
     """A checkpoint file that cannot be read or does not hold a SAM state dict."""
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from prelabel.geometry import box_iou, polygon_area
-from prelabel.qa.dataset import Item, Shape
+from prelabel.core.geometry import box_iou, polygon_area
+from prelabel.core.shapes import Shape
+from prelabel.qa.dataset import Item
 
 KINDS = ("degenerate", "tiny", "out_of_frame", "duplicate", "label_overlap", "low_consensus", "gold_mismatch")
 
@@ -69,7 +70,7 @@ def shape_issues(item: Item, annotator: str, shapes: list[Shape], t: QaThreshold
     """Degenerate, tiny and out-of-frame shapes."""
     issues = []
     for shape in shapes:
-        x1, y1, x2, y2 = shape.box
+        x1, y1, x2, y2 = shape.box_xyxy
         width, height = x2 - x1, y2 - y1
         flat = shape.polygon is not None and (len(shape.polygon) < 3 or polygon_area(shape.polygon) <= 0)
         if width <= 0 or height <= 0 or flat:
@@ -165,4 +166,4 @@ def _f1(hits: int, predicted: int, truth: int) -> float:
 
 
 def _boxes(shapes: list[Shape]) -> np.ndarray:
-    return np.array([s.box for s in shapes], dtype=np.float64).reshape(-1, 4)
+    return np.array([s.box_xyxy for s in shapes], dtype=np.float64).reshape(-1, 4)

@@ -9,18 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from prelabel.formats.labelstudio import brush_rle_to_mask
-from prelabel.geometry import mask_to_box, rle_to_mask
+from prelabel.core.errors import PrelabelError
+from prelabel.core.geometry import mask_to_box, rle_to_mask
+from prelabel.core.shapes import Shape
+from prelabel.labelstudio.config import OUTPUT_TAGS
+from prelabel.labelstudio.results import result_shapes
 
 
-@dataclass(frozen=True)
-class Shape:
-    """One annotated region: its label, ``[x1, y1, x2, y2]`` box and, for polygons, its ``(K, 2)`` points."""
-
-    ref: str  # where it is in the file: "annotation 12" or "task 3 / annotation 5 / result r1"
-    label: str
-    box: np.ndarray
-    polygon: np.ndarray | None = None
+class ExportError(PrelabelError):
+    """A file that is neither a COCO instances file nor a Label Studio export."""
 
 
 @dataclass
@@ -39,12 +36,12 @@ def load_export(path: Path) -> tuple[str, list[Item]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable JSON file: {exc}") from exc
+        raise ExportError(f"{path} is not a readable JSON file: {exc}") from exc
     if isinstance(data, dict) and {"images", "annotations", "categories"} <= set(data):
         return "coco", coco_items(data)
     if isinstance(data, list) and all(isinstance(t, dict) and "data" in t for t in data):
-        return "labelstudio", label_studio_items(data)
-    raise ValueError(f"{path} is neither a COCO instances file nor a Label Studio JSON export (a list of tasks)")
+        return "labelstudio", task_items(data)
+    raise ExportError(f"{path} is neither a COCO instances file nor a Label Studio JSON export (a list of tasks)")
 
 
 def coco_items(document: dict[str, Any]) -> list[Item]:
@@ -61,14 +58,14 @@ def coco_items(document: dict[str, Any]) -> list[Item]:
         elif isinstance(segmentation, dict):
             x, y, x2, y2 = mask_to_box(rle_to_mask(segmentation))
             w, h = x2 - x, y2 - y
-        shape = Shape(f"annotation {annotation['id']}", names[annotation["category_id"]],
-                      np.array([x, y, x + w, y + h]), polygon)
+        shape = Shape(names[annotation["category_id"]], np.array([x, y, x + w, y + h]), polygon=polygon,
+                      ref=f"annotation {annotation['id']}")
         annotator = str(annotation.get("annotator", "annotations"))
         items[annotation["image_id"]].annotators.setdefault(annotator, []).append(shape)
     return list(items.values())
 
 
-def label_studio_items(tasks: list[dict[str, Any]]) -> list[Item]:
+def task_items(tasks: list[dict[str, Any]]) -> list[Item]:
     """Items of a Label Studio export: each annotation is an annotator (``completed_by``); a task without
     annotations is checked through its predictions (each model version an annotator)."""
     items = []
@@ -77,13 +74,13 @@ def label_studio_items(tasks: list[dict[str, Any]]) -> list[Item]:
         item = Item(image, 0, 0, image)
         sources = [(a, f"annotator {_who(a)}") for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         sources = sources or [(p, f"model {p.get('model_version')}") for p in task.get("predictions") or []]
-        for number, (entry, annotator) in enumerate(sources):
-            shapes = item.annotators.setdefault(annotator, [])
-            for result in entry.get("result") or []:
-                shape = _ls_shape(result, f"task {task.get('id')} / {annotator} / result {result.get('id', number)}")
-                if shape is not None:
-                    item.width, item.height = int(result["original_width"]), int(result["original_height"])
-                    shapes.append(shape)
+        for entry, annotator in sources:
+            labeled = [r for r in entry.get("result") or [] if isinstance(r, dict)
+                       and r.get("type") in OUTPUT_TAGS.values() and (r.get("value") or {}).get(r["type"])]
+            shapes = result_shapes(labeled, f"task {task.get('id')} / {annotator} / ", clip=False)
+            item.annotators.setdefault(annotator, []).extend(shapes)
+            if shapes:
+                item.width, item.height = shapes[-1].image_size
         items.append(item)
     return items
 
@@ -91,20 +88,3 @@ def label_studio_items(tasks: list[dict[str, Any]]) -> list[Item]:
 def _who(annotation: dict[str, Any]) -> str:
     who = annotation.get("completed_by")
     return str(who.get("email", who.get("id")) if isinstance(who, dict) else who)
-
-
-def _ls_shape(result: dict[str, Any], ref: str) -> Shape | None:
-    kind, value = result.get("type"), result.get("value", {})
-    if kind not in ("rectanglelabels", "polygonlabels", "brushlabels") or not value.get(kind):
-        return None
-    width, height = float(result["original_width"]), float(result["original_height"])
-    scale = np.array([width, height]) / 100
-    label = value[kind][0]
-    if kind == "rectanglelabels":
-        x, y = value["x"] * scale[0], value["y"] * scale[1]
-        return Shape(ref, label, np.array([x, y, x + value["width"] * scale[0], y + value["height"] * scale[1]]))
-    if kind == "polygonlabels":
-        points = np.asarray(value["points"], dtype=np.float64).reshape(-1, 2) * scale
-        box = np.concatenate([points.min(axis=0), points.max(axis=0)]) if len(points) else np.zeros(4)
-        return Shape(ref, label, box, points)
-    return Shape(ref, label, mask_to_box(brush_rle_to_mask(value["rle"], int(width), int(height))).astype(np.float64))

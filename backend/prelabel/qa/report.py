@@ -11,12 +11,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from prelabel.geometry import clip_boxes
-from prelabel.images import ImageError, load_image_file
+from prelabel.core.geometry import clip_boxes
+from prelabel.core.images import ImageError, load_image_file
+from prelabel.core.regions import Regions
+from prelabel.core.viz import draw_regions
 from prelabel.qa.checks import KINDS, Issue
 from prelabel.qa.dataset import Item
-from prelabel.regions import Regions
-from prelabel.viz import draw_regions
 
 THUMBNAIL_SIDE = 360
 
@@ -75,16 +75,16 @@ def _thumbnail(item: Item, flagged: set[str], image_root: Path | None) -> str:
     """An inline PNG of the image (or a grey canvas when it cannot be read) with every shape drawn by label
     colour and the flagged ones outlined in red."""
     shapes = [s for group in item.annotators.values() for s in group]
-    width = item.width or int(max([s.box[2] for s in shapes] + [64]))
-    height = item.height or int(max([s.box[3] for s in shapes] + [64]))
+    width = item.width or int(max([s.box_xyxy[2] for s in shapes] + [64]))
+    height = item.height or int(max([s.box_xyxy[3] for s in shapes] + [64]))
     canvas = _background(item, width, height, image_root)
     labels = tuple(sorted({s.label for s in shapes}))
-    regions = Regions((width, height), labels, clip_boxes(np.array([s.box for s in shapes]), width, height),
+    regions = Regions((width, height), labels, clip_boxes(np.array([s.box_xyxy for s in shapes]), width, height),
                       np.ones(len(shapes)), np.array([labels.index(s.label) for s in shapes]))
     picture = draw_regions(canvas, regions)
     for shape in shapes:
         if shape.ref in flagged:
-            x1, y1, x2, y2 = (int(round(v)) for v in clip_boxes(shape.box, width, height)[0])
+            x1, y1, x2, y2 = (int(round(v)) for v in clip_boxes(shape.box_xyxy, width, height)[0])
             cv2.rectangle(picture, (x1, y1), (x2, y2), (255, 0, 0), 2)
     scale = THUMBNAIL_SIDE / max(width, height)
     if scale < 1:

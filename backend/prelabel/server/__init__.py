@@ -1,5 +1,1 @@
-"""The Label Studio ML backend server."""
-
-from prelabel.server.app import create_app
-
-__all__ = ["create_app"]
+"""Tool-free HTTP mechanics shared by prelabel's servers: app factory, limits, auth, observability, fetching."""

@@ -13,17 +13,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, g, request
 
-MODEL_ENDPOINTS = frozenset({"predict"})
+from prelabel.core.errors import Unavailable
 
 
-class Overloaded(RuntimeError):
-    """Answered with 503 and ``Retry-After``."""
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+class Overloaded(Unavailable):
+    """The model queue is full or the wait too long: answered with 503 and ``Retry-After``."""
 
 
 class ModelGate:
@@ -87,12 +83,12 @@ class ModelGate:
             self.release(started)
 
 
-def install_limits(app: Flask, gate: ModelGate) -> None:
-    """Requests to model endpoints take a turn from ``gate`` for their whole handling."""
+def install_limits(app: Flask, gate: ModelGate, model_endpoints: frozenset[str]) -> None:
+    """Requests to ``model_endpoints`` (Flask endpoint names) take a turn from ``gate`` for their whole handling."""
 
     @app.before_request
     def take_turn() -> None:
-        if request.endpoint in MODEL_ENDPOINTS:
+        if request.endpoint in model_endpoints:
             g.prelabel_turn = gate.acquire()
 
     @app.teardown_request
@@ -100,7 +96,3 @@ def install_limits(app: Flask, gate: ModelGate) -> None:
         started = g.pop("prelabel_turn", None)
         if started is not None:
             gate.release(started)
-
-    @app.errorhandler(Overloaded)
-    def overloaded(exc: Overloaded) -> tuple[Response, int, dict[str, str]]:
-        return jsonify({"error": str(exc)}), 503, {"Retry-After": str(exc.retry_after_s)}

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 
-from prelabel.pipeline import Labeler
+from prelabel.pipeline.labeler import Labeler
 from prelabel.server.limits import ModelGate
 
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -9,7 +9,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from prelabel.server.app import create_app
+from prelabel.labelstudio.backend import create_app
 from prelabel.server.observability import configure_logging
 from prelabel.settings import Settings
 

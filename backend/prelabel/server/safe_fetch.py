@@ -3,8 +3,8 @@
 Every request (and every redirect hop, which ``requests`` sends through the same adapter) is checked twice:
 its host must be allowed and all the addresses it resolves to must be public, and then the address the
 socket actually connected to is checked again, so a DNS answer that changes between the check and the
-connection (rebinding) cannot reach a forbidden address. Label Studio's own configured host is trusted even
-on a private or loopback address.
+connection (rebinding) cannot reach a forbidden address. Label Studio's own origin (scheme, host and port of
+``LABEL_STUDIO_URL``) is trusted even on a private or loopback address; other services on its host are not.
 """
 
 from __future__ import annotations
@@ -22,12 +22,26 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from prelabel.core.errors import PrelabelError
 from prelabel.settings import Settings
 
 LOCAL_FILES_PATH = "/data/local-files/"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class FetchRefused(ValueError):
+def origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a URL, the port filled in from the scheme."""
+    parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
+    return scheme, (parsed.hostname or "").lower(), parsed.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def same_origin(url: str, base: str) -> bool:
+    """Whether two URLs share scheme, host and port."""
+    return origin(url) == origin(base)
+
+
+class FetchRefused(PrelabelError):
     """A URL or path the backend will not read; the message names the setting that would allow it."""
 
 
@@ -39,15 +53,15 @@ def _split(text: str) -> tuple[str, ...]:
 class FetchPolicy:
     """Which hosts and addresses image URLs may reach, and which folders local images may come from."""
 
-    trusted_hosts: frozenset[str] = frozenset()  # Label Studio's host: allowed on any address
+    trusted_origins: frozenset[tuple[str, str, int]] = frozenset()  # Label Studio's: allowed on any address
     allowed_hosts: tuple[str, ...] = ()  # shell-style patterns ("*.example.com"); "*" allows every host
     allow_private: bool = False
     local_roots: tuple[Path, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchPolicy:
-        trusted = {urlparse(settings.label_studio_url).hostname} if settings.label_studio_url else set()
-        return cls(frozenset(h.lower() for h in trusted if h), tuple(h.lower() for h in _split(settings.allowed_hosts)),
+        trusted = {origin(settings.label_studio_url)} if settings.label_studio_url else set()
+        return cls(frozenset(o for o in trusted if o[1]), tuple(h.lower() for h in _split(settings.allowed_hosts)),
                    settings.allow_private_networks, tuple(Path(p).resolve() for p in _split(settings.local_roots)))
 
     def check_url(self, url: str) -> None:
@@ -56,21 +70,23 @@ class FetchPolicy:
         host = (parsed.hostname or "").lower()
         if parsed.scheme not in ("http", "https") or not host:
             raise FetchRefused(f"refusing {url}: only http(s) URLs with a host are fetched")
-        if host not in self.trusted_hosts and not any(fnmatch(host, p) for p in self.allowed_hosts):
-            raise FetchRefused(f"refusing {url}: host {host!r} is neither LABEL_STUDIO_URL's host nor in "
+        trusted = origin(url) in self.trusted_origins
+        if not trusted and not any(fnmatch(host, p) for p in self.allowed_hosts):
+            raise FetchRefused(f"refusing {url}: {host!r} is neither LABEL_STUDIO_URL's origin nor in "
                                f"PRELABEL_ALLOWED_HOSTS")
-        if host in self.trusted_hosts or self.allow_private:
+        if trusted or self.allow_private:
             return
         try:
             infos = socket.getaddrinfo(host, parsed.port or 443, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise FetchRefused(f"cannot resolve the host of {url}: {exc}") from exc
         for info in infos:
-            self.check_address(host, str(info[4][0]))
+            self.check_address((parsed.scheme, host, parsed.port or _DEFAULT_PORTS[parsed.scheme]), str(info[4][0]))
 
-    def check_address(self, host: str, address: str) -> None:
-        """Refuse a private, loopback, link-local or otherwise non-public address for an untrusted host."""
-        if host.lower() in self.trusted_hosts or self.allow_private:
+    def check_address(self, to: tuple[str, str, int], address: str) -> None:
+        """Refuse a private, loopback, link-local or otherwise non-public address for an untrusted origin."""
+        scheme, host, port = to
+        if (scheme, host.lower(), port) in self.trusted_origins or self.allow_private:
             return
         ip = ipaddress.ip_address(address.split("%")[0])
         mapped = getattr(ip, "ipv4_mapped", None)
@@ -102,12 +118,12 @@ class FetchPolicy:
         raise FetchRefused(f"refusing {url}: not an existing file under PRELABEL_LOCAL_ROOTS")
 
 
-def _guarded_connection(base: type[HTTPConnection], policy: FetchPolicy) -> type[HTTPConnection]:
+def _guarded_connection(base: type[HTTPConnection], policy: FetchPolicy, scheme: str) -> type[HTTPConnection]:
     class GuardedConnection(base):  # type: ignore[valid-type, misc]
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
             try:
-                policy.check_address(self.host, sock.getpeername()[0])
+                policy.check_address((scheme, self.host, self.port or _DEFAULT_PORTS[scheme]), sock.getpeername()[0])
             except FetchRefused:
                 sock.close()
                 raise
@@ -126,9 +142,9 @@ class GuardedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         http = type("GuardedHTTPPool", (HTTPConnectionPool,),
-                    {"ConnectionCls": _guarded_connection(HTTPConnection, self.policy)})
+                    {"ConnectionCls": _guarded_connection(HTTPConnection, self.policy, "http")})
         https = type("GuardedHTTPSPool", (HTTPSConnectionPool,),
-                     {"ConnectionCls": _guarded_connection(HTTPSConnection, self.policy)})
+                     {"ConnectionCls": _guarded_connection(HTTPSConnection, self.policy, "https")})
         self.poolmanager.pool_classes_by_scheme = {"http": http, "https": https}
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:

@@ -1,0 +1,157 @@
+"""``prelabel batch``: pre-label a folder, glob, manifest or Label Studio project, with resume."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prelabel.cli.common import add_parser, labels_arg, model_args, model_overrides
+from prelabel.core.errors import PrelabelError
+from prelabel.settings import Settings
+
+if TYPE_CHECKING:
+    from prelabel.batch.checkpoint import Checkpoint
+    from prelabel.batch.runner import BatchOptions
+    from prelabel.batch.sources import ImageItem
+    from prelabel.core.labels import LabelPrompt
+    from prelabel.labelstudio.client import LabelStudioAccess
+
+log = logging.getLogger("prelabel.batch")
+CHECKPOINT = "checkpoint.jsonl"
+SOME_FAILED = 3  # exit code when some images could not be read (the rest were labeled)
+
+
+def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
+    from prelabel.batch.outputs import FORMATS
+
+    batch = add_parser(sub, "batch", "pre-label many images into COCO / Label Studio / YOLO files",
+                       description="SOURCE: a folder (recursive), a glob ('data/**/*.jpg'), a .jsonl/.csv manifest "
+                                   "of paths or URLs, or ls:PROJECT_ID (a Label Studio project). Rerunning the same "
+                                   f"command resumes an interrupted run. Exit 0: all labeled; {SOME_FAILED}: some "
+                                   "images could not be read (listed in errors.jsonl); 2: nothing ran.")
+    batch.add_argument("source", help="folder, glob, .jsonl/.csv manifest or ls:PROJECT_ID")
+    labels_arg(batch, settings)
+    batch.add_argument("--out", type=Path, required=True, help="output folder (also holds the checkpoint)")
+    batch.add_argument("--format", default=",".join(FORMATS),
+                       help="comma-separated subset of the outputs (coco-polygons: COCO with polygons, for CVAT)")
+    model_args(batch, settings)
+    batch.add_argument("--no-masks", action="store_true", help="boxes only, skip the segmenter")
+    batch.add_argument("--tile", type=int, help="sliced inference: tile size in pixels (large images, small objects)")
+    batch.add_argument("--overlap", type=float, default=0.2, help="tile overlap, a fraction of --tile")
+    batch.add_argument("--resume", action="store_true", help="fail unless there is a checkpoint to resume "
+                                                             "(resuming is the default anyway)")
+    batch.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start over")
+    batch.add_argument("--coco-segmentation", default="rle", choices=["rle", "polygon", "none"],
+                       help="mask encoding of coco.json")
+    batch.add_argument("--yolo-task", default=None, choices=["detect", "segment"],
+                       help="default: segment with masks, detect without")
+    batch.add_argument("--ls-config", type=Path, help="Label Studio labeling config XML for the tasks file "
+                                                      "(default: boxes + polygons of --labels)")
+    batch.add_argument("--image-url-prefix", default="",
+                       help="data.image = PREFIX + relative key in the LS tasks file, e.g. /data/local-files/?d=ds1/")
+    batch.add_argument("--push", action="store_true", help="for ls:PROJECT sources: store the predictions in the "
+                                                           "project through label-studio-sdk")
+    batch.add_argument("--prefetch", type=int, default=4, help="images decoded ahead in background threads")
+    batch.add_argument("--threads", type=int, default=0,
+                       help="local engine: torch threads (0: torch's choice; 1 is faster for small models on a "
+                            "busy machine)")
+    batch.add_argument("--engine", default="local", choices=["local", "ray"], help="where the models run")
+    batch.add_argument("--ray-address", help="an existing Ray cluster ('auto', 'ray://head:10001'); "
+                                             "default: start a local Ray")
+    batch.add_argument("--ray-actors", type=int, default=1, help="actors, one model each")
+    batch.add_argument("--ray-cpus-per-actor", type=float, default=1.0, help="CPUs each actor reserves")
+    batch.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves")
+    batch.add_argument("--ray-local-cpus", type=int, help="CPUs of a Ray started here (default: all)")
+    batch.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Resolve images, open/resume the checkpoint, label what is left, write the outputs."""
+    from prelabel.batch.checkpoint import Checkpoint
+    from prelabel.batch.outputs import FILES, FORMATS, ls_config_for, write_outputs
+    from prelabel.batch.runner import BatchOptions
+    from prelabel.batch.sources import LS_PREFIX, project_client, project_of, resolve_source
+    from prelabel.core.labels import parse_labels
+    from prelabel.labelstudio.client import LabelStudioAccess
+    from prelabel.pipeline import planned_model_version
+    from prelabel.pipeline.build import with_overrides
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise PrelabelError(f"unknown --format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    if args.push and not args.source.startswith(LS_PREFIX):
+        raise PrelabelError("--push needs a Label Studio source (ls:PROJECT_ID): its tasks receive the predictions")
+    labels = parse_labels(args.labels)
+    access = LabelStudioAccess(settings.label_studio_url, settings.label_studio_api_key) \
+        if settings.label_studio_url else None
+    settings = with_overrides(settings, **model_overrides(args, with_masks=not args.no_masks))
+    options = BatchOptions(with_masks=not args.no_masks, tile=args.tile, overlap=args.overlap)
+    xml = args.ls_config.read_text(encoding="utf-8") if args.ls_config else None
+    if args.source.startswith(LS_PREFIX):
+        xml = project_client(access).label_config(project_of(args.source))
+    xml, ls_config = ls_config_for(xml, labels, options.with_masks)
+    items = resolve_source(args.source, access)
+    path = args.out / CHECKPOINT
+    if args.resume and not path.exists():
+        raise PrelabelError(f"--resume: there is no checkpoint at {path}")
+    header = {"model_version": planned_model_version(settings, labels), "labels": [label.name for label in labels],
+              "options": options.header(), "source": args.source}
+    with Checkpoint.open(path, header, restart=args.restart) as checkpoint:
+        todo = [item for item in items if item.key not in checkpoint.records]
+        log.info("%d image(s): %d done before, %d to label", len(items), len(items) - len(todo), len(todo))
+        started = time.perf_counter()
+        if todo:
+            _label(args, settings, labels, options, todo, access, checkpoint)
+        elapsed = time.perf_counter() - started
+        records = {item.key: checkpoint.records[item.key] for item in items}
+    failed = [key for key, record in records.items() if "error" in record]
+    new_failed = sum("error" in records[item.key] for item in todo)
+    if todo:
+        log.info("labeled %d image(s), %d unreadable, in %.1f s (%.2f images/s, engine %s)",
+                 len(todo) - new_failed, new_failed, elapsed, len(todo) / elapsed, args.engine)
+    (args.out / FILES["ls_config"]).write_text(xml + "\n", encoding="utf-8")
+    written = write_outputs(args.out, records, labels, formats, ls_config, args.coco_segmentation,
+                            args.yolo_task or ("segment" if options.with_masks else "detect"), args.image_url_prefix,
+                            settings.review_threshold)
+    if args.push:
+        from prelabel.batch.push import push_predictions
+
+        pushed = push_predictions(project_client(access), project_of(args.source), records, ls_config, args.out,
+                                  settings.review_threshold)
+        log.info("pushed %d prediction(s) to Label Studio", pushed)
+    log.info("wrote %s", ", ".join(str(p) for p in written.values()))
+    if failed:
+        log.warning("%d of %d image(s) could not be read and were skipped (see %s); exit code %d",
+                    len(failed), len(records), written["errors"], SOME_FAILED)
+        return SOME_FAILED
+    return 0
+
+
+def _label(args: argparse.Namespace, settings: Settings, labels: list[LabelPrompt], options: BatchOptions,
+           todo: list[ImageItem], access: LabelStudioAccess | None, checkpoint: Checkpoint) -> None:
+    """Run the chosen engine over the images not done yet."""
+    from prelabel.models.specs import is_random
+
+    if is_random(settings.detector) or is_random(settings.segmenter or None):
+        log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
+    if args.engine == "ray":
+        from prelabel.batch.ray_engine import RayResources, run_ray
+
+        resources = RayResources(args.ray_address, args.ray_actors, args.ray_cpus_per_actor,
+                                 args.ray_gpus_per_actor, args.ray_local_cpus)
+        run_ray(settings, labels, options, todo, settings.max_pixels, access, checkpoint, resources)
+        return
+    from prelabel.batch.runner import run_local
+    from prelabel.batch.sources import ImageLoader
+    from prelabel.pipeline import build_labeler
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    loader = ImageLoader(settings.max_pixels, access, settings.fetch_timeout_s)
+    run_local(build_labeler(settings), labels, options, todo, loader, checkpoint, args.prefetch)

@@ -1,0 +1,42 @@
+"""Options shared by the commands that run models."""
+
+from __future__ import annotations
+
+import argparse
+
+from prelabel.settings import Settings
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str, help: str, **kwargs: object) -> argparse.ArgumentParser:
+    """A subcommand whose help shows every option's default."""
+    return sub.add_parser(name, help=help, description=kwargs.pop("description", help),
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+
+
+def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """The model choice options (defaults from ``PRELABEL_*`` / the config file)."""
+    parser.add_argument("--detector", default=settings.detector,
+                        help="hub id, local folder written by save_pretrained, or random-tiny/random-full")
+    parser.add_argument("--segmenter", default=settings.segmenter,
+                        help="hub id, local folder, official sam_vit_*.pth, or random-*")
+    parser.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:1 or mps")
+    parser.add_argument("--dtype", default=settings.dtype, choices=["fp32", "fp16", "bf16"], help="model weights")
+    parser.add_argument("--sam-runtime", default=settings.sam_runtime, choices=["torch", "int8", "onnx"],
+                        help="runtime of the segmenter's image encoder (int8 and onnx: CPU, fp32)")
+    parser.add_argument("--box-threshold", type=float, default=settings.box_threshold,
+                        help="detector score a box needs (per label: NAME@THRESHOLD in --labels)")
+    parser.add_argument("--text-threshold", type=float, default=settings.text_threshold,
+                        help="score a box's best matching prompt token needs")
+
+
+def labels_arg(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    parser.add_argument("--labels", default=settings.labels,
+                        help="'rivet=oxidized rivet|rusted bolt@0.3,crack,scratch@0.2': comma-separated labels; "
+                             "=prompts (|-separated) and @threshold are optional (also PRELABEL_LABELS)")
+
+
+def model_overrides(args: argparse.Namespace, with_masks: bool = True) -> dict[str, object]:
+    """The model options as :func:`prelabel.pipeline.build_labeler` overrides."""
+    return {"detector": args.detector, "segmenter": args.segmenter if with_masks else "", "device": args.device,
+            "dtype": args.dtype, "sam_runtime": args.sam_runtime, "box_threshold": args.box_threshold,
+            "text_threshold": args.text_threshold}

@@ -1,0 +1,67 @@
+"""``prelabel predict``: pre-label local images into JSON (and overlay pictures)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from prelabel.cli.common import add_parser, labels_arg, model_args, model_overrides
+from prelabel.settings import Settings
+
+log = logging.getLogger("prelabel")
+
+
+def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
+    predict = add_parser(sub, "predict", "pre-label local images and write JSON (and overlays)")
+    predict.add_argument("images", nargs="+", type=Path, help="image files")
+    labels_arg(predict, settings)
+    model_args(predict, settings)
+    predict.add_argument("--no-masks", action="store_true", help="boxes only, skip the segmenter")
+    predict.add_argument("--include-masks", action="store_true", help="write masks as COCO RLE in the JSON")
+    predict.add_argument("--out", type=Path, help="JSON output file (default: stdout)")
+    predict.add_argument("--viz", type=Path, help="folder for overlay PNGs")
+    predict.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from prelabel.core.images import ImageError, load_image_file
+    from prelabel.core.labels import parse_labels
+    from prelabel.core.viz import save_overlay
+    from prelabel.pipeline import build_labeler
+
+    labels = parse_labels(args.labels)
+    labeler = build_labeler(settings, **model_overrides(args, with_masks=not args.no_masks))
+    if labeler.random_weights:
+        log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
+    if args.viz:
+        args.viz.mkdir(parents=True, exist_ok=True)
+    results, errors = [], []
+    for path in tqdm(args.images, desc="pre-labeling", unit="img", disable=len(args.images) < 2, file=sys.stderr):
+        try:
+            image = load_image_file(path, settings.max_pixels)
+        except ImageError as exc:
+            errors.append({"path": str(path), "error": str(exc)})
+            log.error("%s", exc)
+            continue
+        regions = labeler.predict(image, labels, with_masks=not args.no_masks)
+        results.append({"path": str(path), **regions.to_dict(include_masks=args.include_masks)})
+        if args.viz:
+            save_overlay(str(args.viz / f"{path.stem}.png"), image, regions)
+    document = {
+        "model_version": labeler.model_version(labels),
+        "random_weights": labeler.random_weights,
+        "images": results,
+        "errors": errors,
+    }
+    text = json.dumps(document, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+        log.info("wrote %d image(s) to %s", len(results), args.out)
+    else:
+        print(text)
+    return 1 if errors else 0

@@ -1,0 +1,32 @@
+"""``prelabel serve``: the Label Studio ML backend under gunicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from prelabel.cli.common import add_parser
+from prelabel.settings import Settings
+
+log = logging.getLogger("prelabel")
+
+
+def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
+    serve = add_parser(sub, "serve", "run the Label Studio ML backend (models from PRELABEL_* settings)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=9090, help="port to bind")
+    serve.add_argument("--workers", type=int, default=1, help="processes; each loads its own models")
+    serve.add_argument("--threads", type=int, default=8, help="request threads per process")
+    serve.add_argument("--config", type=Path, help="YAML/TOML settings file (also PRELABEL_CONFIG)")
+    serve.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from prelabel.server.run import serve
+
+    if args.config:
+        settings = Settings.load(args.config)
+    log.info("settings: %s", settings.redacted())
+    serve(settings, args.host, args.port, args.workers, args.threads)
+    return 0

@@ -1,0 +1,259 @@
+"""The Label Studio ML backend (Label Studio 1.23's contract): /health, /setup, /predict, /webhook, /train, ...
+
+Routes live on a Blueprint served by the generic app of :mod:`prelabel.server.app`; the state of each
+Label Studio project the backend has seen (where its Label Studio is, its labeling config, the
+``model_version`` reported) is kept in a typed :class:`ProjectRegistry`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from prelabel.core.errors import BadRequest
+from prelabel.feedback.fit import Learned
+from prelabel.feedback.service import FeedbackService, FeedbackSettings
+from prelabel.feedback.store import FeedbackStore
+from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
+from prelabel.labelstudio.config import LabelConfigError, parse_label_config
+from prelabel.labelstudio.predictor import LabelStudioPredictor
+from prelabel.labelstudio.task_images import TaskImageFetcher
+from prelabel.labelstudio.webhooks import handle_webhook, normalise_project, project_id
+from prelabel.pipeline import Labeler, planned_model_version
+from prelabel.server.app import make_app
+from prelabel.server.jobs import BackgroundJobs
+from prelabel.server.limits import ModelGate
+from prelabel.server.models import ModelHolder
+from prelabel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PREDICT_ENDPOINT = "labelstudio.predict"
+
+
+@dataclass
+class ProjectState:
+    """What the backend knows of one Label Studio project."""
+
+    url: str = ""
+    api_key: str = ""
+    label_config: str = ""
+    version: str = ""  # the model_version last reported to Label Studio
+    pointed: str = ""  # the model_version the project was set to (Data Manager score column)
+
+
+class ProjectRegistry:
+    """Projects by normalised id (Label Studio sends ``3``, ``"3"`` or ``"3.1690000000"``)."""
+
+    def __init__(self) -> None:
+        self._projects: dict[str, ProjectState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, project: Any) -> ProjectState:
+        with self._lock:
+            return self._projects.setdefault(normalise_project(project), ProjectState())
+
+    def versions(self) -> list[str]:
+        with self._lock:
+            return sorted({state.version for state in self._projects.values() if state.version})
+
+
+class LabelStudioBackend:
+    """The backend's state and request handlers; :meth:`blueprint` wires them to routes."""
+
+    def __init__(self, settings: Settings, models: ModelHolder, gate: ModelGate) -> None:
+        self.settings = settings
+        self.models = models
+        self.gate = gate
+        self.fetcher = TaskImageFetcher.from_settings(settings)
+        self.jobs = BackgroundJobs()
+        self.projects = ProjectRegistry()
+        self._feedback: FeedbackService | None = None  # opened on first use: an app that never learns writes no file
+
+    # Feedback and what was learned.
+    def feedback(self) -> FeedbackService:
+        if self._feedback is None:
+            self._feedback = FeedbackService(FeedbackStore(self.settings.feedback_db),
+                                             FeedbackSettings.from_settings(self.settings))
+        return self._feedback
+
+    def learned_for(self, project: Any) -> Learned | None:
+        key = normalise_project(project)
+        if not key or not (self._feedback or Path(self.settings.feedback_db).exists()):
+            return None  # nothing learned yet; reading must not create the store
+        return self.feedback().learned(key)
+
+    def predictor(self, project: Any) -> LabelStudioPredictor:
+        return LabelStudioPredictor(self.models.get(self.settings.predict_deadline_s), self.fetcher,
+                                    self.settings.prompt_map(), self.settings.review_threshold,
+                                    self.learned_for(project))
+
+    def version_for(self, label_config: str, project: Any) -> str:
+        """model_version without waiting for the models: specs, prompts, thresholds and the project's fit."""
+        learned = self.learned_for(project)
+        config = parse_label_config(label_config, self.settings.prompt_map())
+        prompts = learned.apply(config.prompts) if learned else config.prompts
+        calibration = learned.calibration if learned else None
+        if self.models.labeler is not None:
+            return self.models.labeler.model_version(prompts, calibration)
+        return planned_model_version(self.settings, prompts, calibration)
+
+    def fit(self, project: str, label_config: str) -> dict[str, Any]:
+        """Fit the project's feedback; /predict keeps serving with the previous fit meanwhile."""
+        prompts = parse_label_config(label_config, self.settings.prompt_map()).prompts
+        learned = self.feedback().fit(project, prompts, self.settings.box_threshold)
+        version = self.version_for(label_config, project)
+        self.projects.get(project).version = version
+        return {"status": "ok", "job": f"fit-{project}-{version}", "model_version": version, **learned.to_dict()}
+
+    def access_for(self, project: Any, payload: dict[str, Any] | None = None) -> LabelStudioAccess | None:
+        """Configured URL/key win; otherwise what /setup sent for this project (hostname, access_token)."""
+        known = self.projects.get(project)
+        url = self.settings.label_studio_url or (payload or {}).get("hostname") or known.url
+        key = self.settings.label_studio_api_key or (payload or {}).get("access_token") or known.api_key
+        return LabelStudioAccess(url, key) if url else None
+
+    def point_project_at(self, project: Any, access: LabelStudioAccess | None, version: str) -> None:
+        """Set the project's model_version to ours once its predictions exist (Label Studio refuses a version
+        without predictions), in a thread that retries while Label Studio is still storing them."""
+        key = normalise_project(project)
+        if not key or access is None or not access.api_key:
+            return
+        state = self.projects.get(key)
+        if state.pointed == version:
+            return
+        state.pointed = version
+
+        def run() -> None:
+            try:
+                LabelStudioClient.for_access(access).set_project_model_version(int(key), version)
+            except Exception:  # logged; the next /predict tries again
+                state.pointed = ""
+                log.exception("could not set project %s's model_version", key)
+
+        threading.Thread(target=run, name="prelabel-model-version", daemon=True).start()
+
+    # Routes.
+    def health(self) -> Response:
+        return jsonify({"status": "UP", "model_class": "prelabel", "model_state": self.models.state,
+                        "model_error": self.models.error})
+
+    def setup(self) -> Response:
+        payload = json_body()
+        project = normalise_project(payload.get("project"))
+        version = self.version_for(payload.get("schema", ""), project)
+        access = self.access_for(project, payload)
+        state = self.projects.get(project)
+        if access:
+            state.url, state.api_key = access.url, access.api_key
+        state.version, state.label_config = version, payload.get("schema", "")
+        return jsonify({"model_version": version})
+
+    def predict(self) -> Response:
+        payload = json_body()
+        tasks = payload.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise BadRequest("'tasks' must be a list of task objects")
+        predictor = self.predictor(payload.get("project"))
+        config = predictor.config(payload.get("label_config", ""))
+        access = self.access_for(payload.get("project"))
+        context = (payload.get("params") or {}).get("context") or {}
+        if context.get("result"):
+            if len(tasks) != 1:
+                raise BadRequest("an interactive request must hold exactly one task")
+            return jsonify({"results": [predictor.interactive(tasks[0], config, context, access)]})
+        outcome = predictor.predict_tasks(tasks, config, access, time.monotonic() + self.settings.predict_deadline_s)
+        if outcome.deferred:
+            if access is None:
+                log.warning("%d task(s) past the deadline and no Label Studio URL to push them to",
+                            len(outcome.deferred))
+            else:
+                self.jobs.submit(lambda: self._push_rest(predictor, outcome.deferred, config, access))
+        if any("result" in r for r in outcome.results):
+            self.point_project_at(payload.get("project"), access, predictor.model_version(config))
+        return jsonify({"results": outcome.results})
+
+    def _push_rest(self, predictor: LabelStudioPredictor, tasks: list[dict[str, Any]], config: Any,
+                   access: LabelStudioAccess) -> None:
+        for task in tasks:
+            with self.gate.hold():
+                prediction = predictor.predict_task(task, config, access)
+            if "result" in prediction:
+                LabelStudioClient.for_access(access).push_prediction(int(task["id"]), prediction)
+
+    def webhook(self) -> Response:
+        """Annotation events feed the store; START_TRAINING fits (Label Studio 1.23 never calls /train)."""
+        payload = json_body()
+        if payload.get("action") == "START_TRAINING":
+            project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
+            try:
+                return jsonify(self.fit(project_id(payload), str(project.get("label_config", ""))))
+            except ValueError as exc:  # too little feedback, or no config: not an error state for Label Studio
+                return jsonify({"status": "skipped", "reason": str(exc)})
+        outcome = handle_webhook(self.feedback(), payload)
+        log.info("webhook %s: %s", payload.get("action"), outcome.get("status"))
+        if outcome["status"] == "stored" and self.settings.fit_every > 0:
+            project = project_id(payload)
+            if self.feedback().store.annotations_since_last_fit(project) >= self.settings.fit_every:
+                label_config = str((payload.get("project") or {}).get("label_config", ""))
+                self.jobs.submit(lambda: self.fit(project, label_config))
+        return jsonify(outcome)
+
+    def train(self) -> Response | tuple[Response, int]:
+        """Fit now: ``{"project": id, "label_config": xml}`` (the config defaults to the one /setup saw)."""
+        payload = json_body()
+        project = project_id(payload)
+        label_config = payload.get("label_config") or self.projects.get(project).label_config
+        if not label_config:
+            raise BadRequest("pass 'label_config' (the project's labeling config XML); /setup has not seen it")
+        try:
+            return jsonify(self.fit(project, label_config))
+        except LabelConfigError:
+            raise
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 409
+
+    def report(self) -> Response:
+        """Labeling analytics of ``?project=ID``: acceptance, corrections, precision/recall per version."""
+        return jsonify(self.feedback().report(project_id(request.args)))
+
+    def versions(self) -> Response:
+        return jsonify({"versions": self.projects.versions()})
+
+    def blueprint(self) -> Blueprint:
+        routes = Blueprint("labelstudio", __name__)
+        routes.add_url_rule("/health", "health", self.health, methods=["GET"])
+        routes.add_url_rule("/", "root", self.health, methods=["GET"])
+        routes.add_url_rule("/setup", "setup", self.setup, methods=["POST"])
+        routes.add_url_rule("/predict", "predict", self.predict, methods=["POST"])
+        routes.add_url_rule("/webhook", "webhook", self.webhook, methods=["POST"])
+        routes.add_url_rule("/train", "train", self.train, methods=["POST"])
+        routes.add_url_rule("/report", "report", self.report, methods=["GET"])
+        routes.add_url_rule("/versions", "versions", self.versions, methods=["GET"])
+        return routes
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 400."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return payload
+
+
+def create_app(settings: Settings | None = None, labeler: Labeler | None = None) -> Flask:
+    """The ML backend app; pass ``labeler`` to reuse loaded models (tests), else they load in the background."""
+    settings = settings or Settings.load()
+    models = ModelHolder(settings, labeler)
+    gate = ModelGate(settings.max_in_flight, settings.max_queue, settings.queue_timeout_s)
+    app = make_app(settings, gate, lambda: models.labeler, {PREDICT_ENDPOINT})
+    backend = LabelStudioBackend(settings, models, gate)
+    app.register_blueprint(backend.blueprint())
+    app.extensions["prelabel"] = backend
+    return app

@@ -1,0 +1,103 @@
+"""Label Studio labeling configs: which controls prelabel fills, on which image, with which labels and prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element
+
+from defusedxml import ElementTree
+
+from prelabel.core.errors import PrelabelError
+from prelabel.core.labels import LabelPrompt
+
+# Control tag -> result type for the shapes we predict.
+OUTPUT_TAGS = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels", "BrushLabels": "brushlabels"}
+# Control tags whose smart-tool clicks/boxes arrive as interactive context.
+CONTEXT_TAGS = {"KeyPointLabels": "keypointlabels", "RectangleLabels": "rectanglelabels"}
+
+
+class LabelConfigError(PrelabelError):
+    """A labeling config prelabel cannot predict for; the message tells the user what to change."""
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control tag of the config that prelabel fills: its name, type, image and labels."""
+
+    name: str
+    tag: str
+    to_name: str
+    labels: tuple[str, ...]
+
+    @property
+    def result_type(self) -> str:
+        return OUTPUT_TAGS[self.tag]
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """The parts of a Label Studio labeling config that drive pre-annotation."""
+
+    image_name: str
+    image_key: str  # the task data key holding the image URL ("image" for value="$image")
+    controls: tuple[Control, ...]
+    prompts: tuple[LabelPrompt, ...]  # one per distinct label, in config order
+
+    @property
+    def needs_masks(self) -> bool:
+        return any(c.tag in ("PolygonLabels", "BrushLabels") for c in self.controls)
+
+
+def parse_label_config(xml: str, prompt_map: Mapping[str, LabelPrompt] | None = None) -> LabelConfig:
+    """Parse a config (safely: no entities, no external references) into what prelabel predicts.
+
+    A label's prompts come from, in order: ``prompt_map`` (server config), the ``predicted_values``
+    attribute of its ``<Label>`` (comma-separated, as in Label Studio's own examples), its value.
+    """
+    if not isinstance(xml, str) or not xml.strip():
+        raise LabelConfigError("the project has no labeling config")
+    try:
+        root = ElementTree.fromstring(xml)
+    except Exception as exc:  # defusedxml raises ParseError and its own security errors
+        raise LabelConfigError(f"the labeling config is not valid XML: {exc}") from exc
+    images = {el.get("name"): el.get("value", "") for el in root.iter("Image") if el.get("name")}
+    if not images:
+        raise LabelConfigError("the labeling config has no <Image> tag; prelabel pre-labels images only")
+    prompt_map = prompt_map or {}
+    controls, prompts = [], {}
+    for el in root.iter():
+        if el.tag not in OUTPUT_TAGS:
+            continue
+        to_name = el.get("toName", "")
+        if to_name not in images:
+            raise LabelConfigError(f"<{el.tag} name={el.get('name')!r}> points at {to_name!r}, which is not an <Image>")
+        labels = tuple(_labels(el, prompt_map, prompts))
+        if not labels:
+            raise LabelConfigError(f"<{el.tag} name={el.get('name')!r}> has no <Label> children")
+        controls.append(Control(el.get("name", ""), el.tag, to_name, labels))
+    if not controls:
+        raise LabelConfigError(
+            "the labeling config has no RectangleLabels, PolygonLabels or BrushLabels tag on an <Image>; "
+            "add one so prelabel can pre-annotate"
+        )
+    if len({c.to_name for c in controls}) > 1:
+        raise LabelConfigError("prelabel supports one <Image> per task; the config's controls point at several")
+    image_name = controls[0].to_name
+    value = images[image_name]
+    if not value.startswith("$"):
+        raise LabelConfigError(f"<Image name={image_name!r}> must take its URL from task data, e.g. value=\"$image\"")
+    return LabelConfig(image_name, value[1:], tuple(controls), tuple(prompts.values()))
+
+
+def _labels(el: Element, prompt_map: Mapping[str, LabelPrompt], prompts: dict[str, LabelPrompt]) -> list[str]:
+    names = []
+    for label in el.iter("Label"):
+        name = label.get("value")
+        if not name:
+            continue
+        names.append(name)
+        if name not in prompts:
+            predicted = [p for p in (label.get("predicted_values") or "").split(",") if p.strip()]
+            prompts[name] = prompt_map.get(name) or LabelPrompt(name, tuple(predicted))
+    return names

@@ -1,0 +1,144 @@
+"""Label Studio predict requests -> Labeler -> Label Studio results; no HTTP framework in here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from prelabel.core.errors import BadRequest
+from prelabel.core.geometry import mask_to_box
+from prelabel.core.regions import Regions
+from prelabel.core.uncertainty import Calibration
+from prelabel.feedback.fit import Learned
+from prelabel.labelstudio.client import LabelStudioAccess
+from prelabel.labelstudio.config import CONTEXT_TAGS, LabelConfig, parse_label_config
+from prelabel.labelstudio.results import prediction, regions_to_results
+from prelabel.labelstudio.task_images import TaskImageFetcher
+from prelabel.pipeline import Labeler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictOutcome:
+    """Results in task order (deferred tasks get an item without ``result``) and the deferred tasks."""
+
+    results: list[dict[str, Any]]
+    deferred: list[dict[str, Any]]
+
+
+class LabelStudioPredictor:
+    """Turns Label Studio tasks into predictions with one shared :class:`Labeler`.
+
+    ``learned`` (the project's latest fit) supplies per-label thresholds and the confidence calibration.
+    """
+
+    def __init__(
+        self,
+        labeler: Labeler,
+        fetcher: TaskImageFetcher,
+        prompt_map: dict | None = None,
+        review_threshold: float = 0.0,
+        learned: Learned | None = None,
+    ) -> None:
+        self.labeler = labeler
+        self.fetcher = fetcher
+        self.prompt_map = prompt_map or {}
+        self.review_threshold = review_threshold
+        self.learned = learned
+
+    def config(self, label_config: str) -> LabelConfig:
+        config = parse_label_config(label_config, self.prompt_map)
+        return replace(config, prompts=self.learned.apply(config.prompts)) if self.learned else config
+
+    @property
+    def calibration(self) -> Calibration | None:
+        return self.learned.calibration if self.learned else None
+
+    def model_version(self, config: LabelConfig) -> str:
+        return self.labeler.model_version(config.prompts, self.calibration)
+
+    def predict_tasks(
+        self,
+        tasks: list[dict[str, Any]],
+        config: LabelConfig,
+        access: LabelStudioAccess | None,
+        deadline: float | None = None,
+    ) -> PredictOutcome:
+        """One result per task. Past ``deadline`` (a ``time.monotonic()`` value) the rest are deferred."""
+        results, deferred = [], []
+        for task in tasks:
+            if deadline is not None and time.monotonic() > deadline:
+                deferred.append(task)
+                # No "result" key: Label Studio skips this item and stores nothing for the task.
+                results.append({"model_version": self.model_version(config), "deferred": True})
+                continue
+            results.append(self.predict_task(task, config, access))
+        return PredictOutcome(results, deferred)
+
+    def predict_task(self, task: dict[str, Any], config: LabelConfig, access: LabelStudioAccess | None) -> dict:
+        """The prediction for one task, or an item with an ``error`` (and no ``result``) when it fails."""
+        version = self.model_version(config)
+        try:
+            image = self._image(task, config, access)
+        except ValueError as exc:
+            log.warning("task %s: %s", task.get("id"), exc)
+            return {"model_version": version, "error": str(exc)}
+        regions = self.labeler.predict(image, config.prompts, with_masks=config.needs_masks,
+                                       calibration=self.calibration)
+        return prediction(regions, config, version, self.review_threshold)
+
+    def interactive(
+        self, task: dict[str, Any], config: LabelConfig, context: dict[str, Any], access: LabelStudioAccess | None
+    ) -> dict[str, Any]:
+        """A SAM mask from smart-tool clicks (KeyPointLabels) and/or a smart box (RectangleLabels)."""
+        items = [c for c in context.get("result") or [] if isinstance(c, dict) and c.get("type") in CONTEXT_TAGS.values()]
+        if not items:
+            raise BadRequest("interactive context holds no keypointlabels or rectanglelabels result")
+        image = self._image(task, config, access)
+        height, width = image.shape[:2]
+        points, point_labels, box, label = [], [], None, None
+        for item in items:
+            value = item.get("value") or {}
+            try:
+                x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BadRequest(f"context result without numeric x/y: {exc}") from exc
+            label = label or (value.get(item["type"]) or [None])[0]
+            if item["type"] == "keypointlabels":
+                points.append([x, y])
+                point_labels.append(0 if item.get("is_positive") is False else 1)
+            else:
+                w, h = float(value.get("width", 0)) * width / 100, float(value.get("height", 0)) * height / 100
+                box = np.array([x, y, x + w, y + h], dtype=np.float32)
+        names = [p.name for p in config.prompts]
+        if label is not None and label not in names:
+            raise BadRequest(f"the clicked label {label!r} is not in the labeling config ({', '.join(names)})")
+        mask, score = self.labeler.click(image, np.array(points, dtype=np.float32).reshape(-1, 2),
+                                         np.array(point_labels, dtype=np.int64), box)
+        return {"model_version": self.model_version(config), "score": round(score, 4),
+                "result": self._mask_results(mask, score, config, label)}
+
+    @staticmethod
+    def _mask_results(mask: np.ndarray, score: float, config: LabelConfig, label: str | None) -> list[dict]:
+        """The clicked mask as brush/polygon results (the smart tool itself already drew the box)."""
+        height, width = mask.shape
+        names = [p.name for p in config.prompts]
+        region = Regions(
+            image_size=(width, height), label_names=names, boxes_xyxy=mask_to_box(mask)[None],
+            scores=[min(max(score, 0.0), 1.0)], label_ids=[names.index(label) if label in names else 0],
+            masks=mask[None], data={"mask_score": [1.0]},
+        )
+        mask_controls = tuple(c for c in config.controls if c.tag != "RectangleLabels")
+        return regions_to_results(region, replace(config, controls=mask_controls))
+
+    def _image(self, task: dict[str, Any], config: LabelConfig, access: LabelStudioAccess | None) -> np.ndarray:
+        data = task.get("data")
+        if not isinstance(data, dict) or config.image_key not in data:
+            raise BadRequest(f"task {task.get('id')} has no data.{config.image_key} (the <Image> value)")
+        return self.fetcher.fetch(data[config.image_key], access, task.get("id"))
+

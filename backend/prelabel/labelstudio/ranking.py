@@ -1,0 +1,151 @@
+"""Order tasks for review: least confident prediction first, optionally spread over different-looking tasks."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prelabel.core.shapes import Shape
+from prelabel.labelstudio.client import LabelStudioClient
+from prelabel.labelstudio.results import result_shapes
+
+GRID = 4  # region centres are histogrammed on a GRID x GRID grid per label for the diversity descriptor
+
+
+@dataclass(frozen=True)
+class RankedTask:
+    """One task in review order."""
+
+    rank: int
+    task: int | str  # the task's id, else its position in the file (tasks JSON ready to import has no ids)
+    score: float | None  # the prediction's score: lower = look first; None = no prediction
+    regions: int
+    flagged: bool  # score below the review threshold
+    image: str
+
+
+def prediction_of(task: dict[str, Any]) -> dict[str, Any] | None:
+    """The task's newest prelabel prediction (else its newest prediction of any model)."""
+    predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    ours = [p for p in predictions if str(p.get("model_version", "")).startswith("prelabel")]
+    return (ours or predictions or [None])[-1]
+
+
+def prediction_score(prediction: dict[str, Any] | None) -> float | None:
+    """A prediction's ``score``, else its least confident region's, else None."""
+    if prediction is None:
+        return None
+    if prediction.get("score") is not None:
+        return float(prediction["score"])
+    scores = [float(r["score"]) for r in prediction.get("result") or [] if r.get("score") is not None]
+    return min(scores) if scores else None
+
+
+def descriptor(shapes: Sequence[Shape], labels: Sequence[str]) -> np.ndarray:
+    """Where which labels were predicted: per label, a GRID x GRID histogram of region centres, unit length."""
+    vector = np.zeros((len(labels), GRID, GRID))
+    index = {label: i for i, label in enumerate(labels)}
+    for shape in shapes:
+        width, height = shape.image_size
+        cx = (shape.box_xyxy[0] + shape.box_xyxy[2]) / 2 / width
+        cy = (shape.box_xyxy[1] + shape.box_xyxy[3]) / 2 / height
+        vector[index[shape.label], min(int(cy * GRID), GRID - 1), min(int(cx * GRID), GRID - 1)] += 1
+    flat = vector.ravel()
+    norm = np.linalg.norm(flat)
+    return flat / norm if norm else flat
+
+
+def diverse_order(descriptors: np.ndarray, max_similarity: float) -> list[int]:
+    """Greedy: walk the list in order and postpone an item whose cosine similarity to one already taken
+    exceeds ``max_similarity``; postponed items follow, in the same way, after the first pass."""
+    remaining, order = list(range(len(descriptors))), []
+    while remaining:
+        taken: list[int] = []
+        postponed = []
+        for i in remaining:
+            if taken and float(np.max(descriptors[taken] @ descriptors[i])) > max_similarity:
+                postponed.append(i)
+            else:
+                taken.append(i)
+        order += taken
+        remaining = postponed
+    return order
+
+
+def rank_tasks(
+    tasks: Sequence[dict[str, Any]], review_threshold: float = 0.45, max_similarity: float | None = None
+) -> list[RankedTask]:
+    """Tasks by ascending prediction score (tasks without a prediction last), optionally diversified."""
+    rows = []
+    for position, task in enumerate(tasks):
+        prediction = prediction_of(task)
+        score = prediction_score(prediction)
+        results = (prediction or {}).get("result") or []
+        image = next((str(v) for v in (task.get("data") or {}).values() if isinstance(v, str)), "")
+        rows.append((score is None, score if score is not None else 0.0, position, task, results, image))
+    rows.sort(key=lambda row: row[:3])
+    order = list(range(len(rows)))
+    predicted = sum(not row[0] for row in rows)  # tasks without a prediction stay last
+    if max_similarity is not None and predicted:
+        shapes = [result_shapes(row[4]) for row in rows[:predicted]]
+        labels = sorted({s.label for task_shapes in shapes for s in task_shapes})
+        vectors = np.stack([descriptor(s, labels) for s in shapes])
+        order = diverse_order(vectors, max_similarity) + order[predicted:]
+    ranked = []
+    for rank, i in enumerate(order, start=1):
+        missing, score, position, task, results, image = rows[i]
+        value = None if missing else score
+        ranked.append(RankedTask(rank, task.get("id", position), value, len(results),
+                                 value is not None and value < review_threshold, image))
+    return ranked
+
+
+def load_tasks(source: Path) -> list[dict[str, Any]]:
+    """Tasks with predictions from a Label Studio tasks JSON file, or from every such file in a folder."""
+    files = sorted(source.rglob("*.json")) if source.is_dir() else [source]
+    tasks: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        if isinstance(data, list) and all(isinstance(t, dict) and "data" in t for t in data):
+            tasks += data
+    if not tasks:
+        raise ValueError(f"no Label Studio tasks (a JSON list of {{'data': ..., 'predictions': ...}}) in {source}")
+    return tasks
+
+
+def write_ranking(ranked: Sequence[RankedTask], path: Path) -> None:
+    """Write the ranking as CSV or JSON, by the file's extension."""
+    rows = [asdict(r) for r in ranked]
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        return
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["rank"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def save_review_views(api: LabelStudioClient, project: int, review_threshold: float) -> dict[str, int]:
+    """Data Manager tabs: every task by ascending prediction score, and the tasks below the review threshold.
+
+    Label Studio computes the score column from predictions of the project's ``model_version``, which the
+    backend's /setup keeps pointed at its own version.
+    """
+    ordering = {"ordering": ["tasks:predictions_score"]}
+    below = {"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:predictions_score", "operator": "less", "type": "Number", "value": review_threshold},
+    ]}}
+    return {
+        "most uncertain first": api.save_view(project, "prelabel: most uncertain first", ordering),
+        "needs review": api.save_view(project, f"prelabel: needs review (< {review_threshold:g})",
+                                      {**ordering, **below}),
+    }

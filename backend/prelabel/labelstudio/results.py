@@ -1,0 +1,154 @@
+"""Label Studio results both ways: Regions -> prediction result items (percent coordinates), and result
+items -> :class:`~prelabel.core.shapes.Shape` (rotation, polygons and brushes included)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from prelabel.core.errors import PrelabelError
+from prelabel.core.features import feature_dict
+from prelabel.core.geometry import mask_to_box, mask_to_polygons, polygon_to_mask
+from prelabel.core.regions import Regions
+from prelabel.core.shapes import Shape
+from prelabel.core.uncertainty import region_confidence, task_score
+from prelabel.labelstudio.config import OUTPUT_TAGS, Control, LabelConfig
+
+
+def regions_to_results(
+    regions: Regions,
+    config: LabelConfig,
+    review_threshold: float = 0.0,
+    polygon_tolerance: float = 0.01,
+    max_vertices: int = 100,
+) -> list[dict[str, Any]]:
+    """Label Studio result items for every control tag, each region carrying a label from that tag.
+
+    Each item's ``score`` is the region's confidence; regions below ``review_threshold`` carry the region
+    note (``meta.text``) "prelabel: review", which annotators see and search in the region list. The
+    ``prelabel`` key keeps the region's uncertainty signals, so feedback from the annotation that started
+    from this prediction can be learned from (Label Studio stores prediction results verbatim).
+    """
+    width, height = regions.image_size
+    confidence = region_confidence(regions)
+    results: list[dict[str, Any]] = []
+    for control in config.controls:
+        for i in range(len(regions)):
+            label = regions.label_names[int(regions.label_ids[i])]
+            if label not in control.labels:
+                continue
+            value = _value(regions, i, control, polygon_tolerance, max_vertices)
+            if value is None:
+                continue
+            value[control.result_type] = [label]
+            item: dict[str, Any] = {
+                "id": f"{control.name}_{i}",
+                "from_name": control.name,
+                "to_name": control.to_name,
+                "type": control.result_type,
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "score": round(float(confidence[i]), 4),
+                "value": value,
+            }
+            if confidence[i] < review_threshold:
+                item["meta"] = {"text": [f"{REVIEW_NOTE} (confidence {confidence[i]:.2f})"]}
+            if regions.features is not None:
+                item["prelabel"] = {"region": i, "features": feature_dict(regions.features[i])}
+            results.append(item)
+    return results
+
+
+REVIEW_NOTE = "prelabel: review"
+
+
+def _value(regions: Regions, i: int, control: Control, tolerance: float, max_vertices: int) -> dict[str, Any] | None:
+    width, height = regions.image_size
+    if control.tag == "RectangleLabels":
+        x1, y1, x2, y2 = (float(v) for v in regions.boxes_xyxy[i])
+        return {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
+                "height": 100 * (y2 - y1) / height, "rotation": 0}
+    if regions.masks is None or not regions.masks[i].any():
+        return None
+    if control.tag == "PolygonLabels":
+        polygons = mask_to_polygons(regions.masks[i], tolerance=tolerance, max_vertices=max_vertices)
+        if not polygons:
+            return None
+        points = polygons[0] / np.array([width, height], dtype=np.float32) * 100
+        return {"points": points.round(3).tolist(), "closed": True}
+    return {"format": "rle", "rle": mask_to_brush_rle(regions.masks[i])}
+
+
+def mask_to_brush_rle(mask: np.ndarray) -> list[int]:
+    """Label Studio's brush RLE of a bool mask (label_studio_sdk's codec; the ``[labelstudio]`` extra)."""
+    from label_studio_sdk.converter.brush import mask2rle
+
+    return [int(v) for v in mask2rle(mask.astype(np.uint8) * 255)]
+
+
+def brush_rle_to_mask(rle: Sequence[int], width: int, height: int) -> np.ndarray:
+    """Decode Label Studio's brush RLE into a bool ``(H, W)`` mask."""
+    from label_studio_sdk.converter.brush import decode_rle
+
+    return decode_rle(list(rle)).reshape(height, width, 4)[:, :, 3] > 0
+
+
+def result_shapes(results: Sequence[Any], where: str = "", clip: bool = True) -> list[Shape]:
+    """The rectangle, polygon and brush items of a prediction's or annotation's ``result`` list.
+
+    Other item types (choices, keypoints, relations) are skipped; a malformed shape item raises
+    :class:`ResultError` naming the item. ``where`` prefixes each shape's ``ref``; ``clip=False`` keeps boxes
+    that leave the image as drawn (for QA).
+    """
+    shapes = []
+    for number, item in enumerate(results):
+        if not isinstance(item, dict) or item.get("type") not in OUTPUT_TAGS.values():
+            continue
+        try:
+            shapes.append(_shape(item, f"{where}result {item.get('id', number)}", clip))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ResultError(f"result item {item.get('id', '?')!r} ({item.get('type')}) is malformed: {exc}") from exc
+    return shapes
+
+
+class ResultError(PrelabelError):
+    """A Label Studio result item that is not a valid rectangle, polygon or brush."""
+
+
+def _shape(item: dict[str, Any], ref: str, clip: bool) -> Shape:
+    width, height = int(item["original_width"]), int(item["original_height"])
+    if width <= 0 or height <= 0:
+        raise ValueError("original_width and original_height must be positive")
+    value, kind = item["value"], item["type"]
+    label = str(value[kind][0])
+    mask = polygon = None
+    if kind == "rectanglelabels":
+        x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+        theta = np.deg2rad(float(value.get("rotation") or 0))  # Label Studio rotates around (x, y)
+        rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        corners = (corners * [width / 100, height / 100]) @ rotation.T + [x * width / 100, y * height / 100]
+        box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+    elif kind == "polygonlabels":
+        polygon = np.asarray(value["points"], dtype=np.float64).reshape(-1, 2) * [width / 100, height / 100]
+        mask = polygon_to_mask(polygon, width, height)
+        box = np.concatenate([polygon.min(axis=0), polygon.max(axis=0)]) if len(polygon) else np.zeros(4)
+    else:
+        mask = brush_rle_to_mask(value["rle"], width, height)
+        box = mask_to_box(mask)
+    box = (np.clip(box, 0, [width, height, width, height]) if clip else np.asarray(box)).astype(np.float32)
+    extra = item.get("prelabel")
+    features = extra.get("features") if isinstance(extra, dict) else None
+    score = item.get("score")
+    return Shape(label, box, (width, height), mask, polygon, None if score is None else float(score),
+                 features if isinstance(features, dict) else None, str(item.get("from_name", "")), ref)
+
+
+def prediction(regions: Regions, config: LabelConfig, model_version: str, review_threshold: float) -> dict[str, Any]:
+    """One task's prediction as Label Studio stores it: the task score (its least confident region) and the
+    result items, with review notes below ``review_threshold`` and the uncertainty signals."""
+    return {"model_version": model_version, "score": round(task_score(regions), 4),
+            "result": regions_to_results(regions, config, review_threshold)}

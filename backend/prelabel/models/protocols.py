@@ -1,0 +1,46 @@
+"""What the pipeline needs from a detector and a segmenter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from prelabel.core.labels import LabelPrompt
+from prelabel.core.regions import Regions
+
+
+class Detector(Protocol):
+    """Text-prompted box detector."""
+
+    model_id: str
+    random_weights: bool
+
+    def detect(
+        self, image: np.ndarray, labels: Sequence[LabelPrompt], box_threshold: float, text_threshold: float
+    ) -> Regions:
+        """Boxes for ``labels`` on an ``(H, W, 3)`` uint8 RGB image, before NMS."""
+        ...
+
+
+class Segmenter(Protocol):
+    """Promptable segmenter (SAM-like) with a reusable image embedding."""
+
+    model_id: str
+    random_weights: bool
+    encoder_calls: int
+
+    def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, H, W)`` bool masks and ``(N,)`` predicted IoU for pixel boxes, decoded in one call."""
+        ...
+
+    def segment_points(
+        self,
+        image: np.ndarray,
+        points: np.ndarray,
+        point_labels: np.ndarray,
+        box_xyxy: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """One ``(H, W)`` bool mask and its predicted IoU from clicks (1 = object, 0 = background)."""
+        ...

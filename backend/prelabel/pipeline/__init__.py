@@ -1,0 +1,6 @@
+"""How an image becomes Regions: the Labeler (detector, segmenter, thresholds, NMS), tiling, and its one builder."""
+
+from prelabel.pipeline.build import build_labeler, labeler_config, planned_model_version
+from prelabel.pipeline.labeler import Labeler, LabelerConfig
+
+__all__ = ["Labeler", "LabelerConfig", "build_labeler", "labeler_config", "planned_model_version"]

@@ -1,0 +1,66 @@
+"""The one way to build a Labeler from settings, and its ``model_version`` before any model is loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, fields, replace
+from typing import Any
+
+from prelabel.core.labels import LabelPrompt
+from prelabel.core.model_version import model_version
+from prelabel.core.uncertainty import Calibration
+from prelabel.models.specs import is_random, segmenter_model_id
+from prelabel.pipeline.labeler import Labeler, LabelerConfig
+from prelabel.settings import Settings
+
+_SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+
+
+def with_overrides(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` with the given fields replaced (``None`` keeps a field as it is)."""
+    unknown = sorted(set(overrides) - _SETTING_NAMES)
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(unknown)}")
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def labeler_config(settings: Settings) -> LabelerConfig:
+    """The thresholds part of the settings."""
+    return LabelerConfig(settings.box_threshold, settings.text_threshold, settings.nms_iou, settings.max_detections)
+
+
+def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler:
+    """Load the models the settings name (once per process and spec) into a Labeler.
+
+    ``overrides`` replace settings fields (``detector=""`` builds no detector, for clicks only;
+    ``segmenter=""`` builds no segmenter, for boxes only). This is the only caller of the model registry.
+    """
+    from prelabel.models.registry import load_detector, load_segmenter
+
+    s = with_overrides(settings or Settings.load(), **overrides)
+    detector = load_detector(s.detector, s.device, s.dtype) if s.detector else None
+    segmenter = load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime) if s.segmenter else None
+    return Labeler(detector, segmenter, labeler_config(s), s.dtype)
+
+
+def forget_loaded_models() -> None:
+    """Drop the registry's loaded models (each spec loads once per process otherwise), to free memory."""
+    from prelabel.models.registry import load_detector, load_segmenter
+
+    load_detector.cache_clear()
+    load_segmenter.cache_clear()
+
+
+def planned_models(settings: Settings) -> dict[str, str | None]:
+    """What :attr:`Labeler.models` will be for these settings, without loading anything."""
+    return {"detector": settings.detector or None,
+            "segmenter": segmenter_model_id(settings.segmenter, settings.sam_runtime) if settings.segmenter else None,
+            "dtype": settings.dtype}
+
+
+def planned_model_version(settings: Settings, labels: Sequence[LabelPrompt],
+                          calibration: Calibration | None = None) -> str:
+    """The ``model_version`` that :func:`build_labeler` ``(settings)`` will report, without loading models."""
+    random = is_random(settings.detector or None) or is_random(settings.segmenter or None)
+    return model_version(planned_models(settings), labels, asdict(labeler_config(settings)), random,
+                         {"calibration": calibration.to_dict()} if calibration else None)
