@@ -1,0 +1,37 @@
+"""One error base: every exception class prelabel defines is a PrelabelError, mapped alike by CLI and HTTP."""
+
+import importlib
+import inspect
+import pkgutil
+
+import prelabel
+from prelabel.core.errors import BadRequest, PrelabelError, Unavailable
+
+
+def prelabel_exceptions():
+    for module in pkgutil.walk_packages(prelabel.__path__, "prelabel."):
+        if module.name.endswith("__main__"):
+            continue
+        loaded = importlib.import_module(module.name)
+        for _, value in inspect.getmembers(loaded, inspect.isclass):
+            if issubclass(value, BaseException) and value.__module__ == module.name:
+                yield value
+
+
+def test_every_exception_prelabel_defines_derives_from_the_one_base():
+    found = set(prelabel_exceptions())
+    assert len(found) >= 12, sorted(c.__name__ for c in found)
+    assert {c.__name__ for c in found if not issubclass(c, PrelabelError)} == set()
+    assert issubclass(PrelabelError, ValueError) and issubclass(Unavailable, PrelabelError)
+    assert issubclass(BadRequest, PrelabelError)
+
+
+def test_the_cli_maps_a_user_error_to_one_line_and_exit_2(tmp_path, caplog):
+    from prelabel.cli import main
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    assert main(["predict", str(image), "--labels", "cat", "--detector", "random-tiny", "--device", "cuda"]) == 2
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "device 'cuda' is not available" in record.getMessage() and "available: cpu" in record.getMessage()
+    assert record.exc_info is None
