@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from prelabel.feedback.matching import Outcome, RegionOutcome
 from prelabel.labels import LabelPrompt
-from prelabel.uncertainty import FEATURES, Calibration, heuristic_confidence
+from prelabel.uncertainty import FEATURES
+
+if TYPE_CHECKING:
+    from prelabel.feedback.validation import Confidence
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,7 @@ class Learned:
     """What a fit produced; the server predicts with it and reports a new ``model_version``."""
 
     thresholds: dict[str, float]
-    calibration: Calibration | None
+    calibration: Confidence | None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def apply(self, prompts: Sequence[LabelPrompt]) -> tuple[LabelPrompt, ...]:
@@ -33,9 +36,11 @@ class Learned:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Learned:
+        from prelabel.feedback.validation import calibration_from_dict
+
         calibration = data.get("calibration")
         return cls({str(k): float(v) for k, v in data.get("thresholds", {}).items()},
-                   Calibration.from_dict(calibration) if calibration else None, dict(data.get("metrics", {})))
+                   calibration_from_dict(calibration) if calibration else None, dict(data.get("metrics", {})))
 
 
 def expected_calibration_error(confidence: np.ndarray, kept: np.ndarray, bins: int = 10) -> float:
@@ -58,6 +63,23 @@ def f_beta(tp: int, fp: int, fn: int, beta: float) -> float:
     return (1 + b2) * tp / denominator if denominator else 0.0
 
 
+def search_cut(scores: np.ndarray, kept: np.ndarray, added: int, floor: float, beta: float) -> tuple[float, float]:
+    """The cut (``floor`` or a judged score above it) that maximises F-beta, and that F-beta."""
+    scores, kept = np.asarray(scores, dtype=np.float64), np.asarray(kept, dtype=bool)
+    best, best_f = floor, -1.0
+    for cut in sorted({floor, *scores[scores >= floor].tolist()}):
+        score = f_beta(*map(int, cut_counts(scores, kept, added, cut)), beta)
+        if score > best_f + 1e-12:
+            best, best_f = float(cut), score
+    return best, best_f
+
+
+def cut_counts(scores: np.ndarray, kept: np.ndarray, added: int, cut: float) -> np.ndarray:
+    """``(tp, fp, fn)`` of showing regions with score >= ``cut``; ``added`` misses no cut recovers."""
+    shown = np.asarray(scores) >= cut
+    return np.array([(shown & kept).sum(), (shown & ~kept).sum(), (~shown & kept).sum() + added], dtype=np.int64)
+
+
 def best_threshold(outcomes: Sequence[RegionOutcome], current: float, beta: float = 1.0) -> tuple[float, float]:
     """The detector-score cut that maximises F-beta on one label's outcomes, and that F-beta.
 
@@ -67,14 +89,7 @@ def best_threshold(outcomes: Sequence[RegionOutcome], current: float, beta: floa
     predicted = [o for o in outcomes if o.outcome is not Outcome.ADDED]
     scores = np.array([detector_score(o) for o in predicted])
     kept = np.array([o.kept for o in predicted], dtype=bool)
-    added = sum(o.outcome is Outcome.ADDED for o in outcomes)
-    best, best_f = current, -1.0
-    for cut in sorted({current, *scores[scores >= current].tolist()}):
-        shown = scores >= cut
-        score = f_beta(int((shown & kept).sum()), int((shown & ~kept).sum()), int((~shown & kept).sum()) + added, beta)
-        if score > best_f + 1e-12:
-            best, best_f = float(cut), score
-    return best, best_f
+    return search_cut(scores, kept, sum(o.outcome is Outcome.ADDED for o in outcomes), current, beta)
 
 
 def detector_score(outcome: RegionOutcome) -> float:
@@ -95,34 +110,56 @@ def fit_feedback(
     current_thresholds: Mapping[str, float],
     beta: float = 1.0,
     min_samples: int = 20,
+    groups: Sequence[Any] | None = None,
+    current: Learned | None = None,
+    floors: Mapping[str, float] | None = None,
 ) -> Learned:
-    """Per-label thresholds (labels with ``min_samples`` judged regions) and a calibration (if enough data).
+    """Validated per-label thresholds and calibration (see :mod:`prelabel.feedback.validation`).
 
+    ``current_thresholds``: the cuts predictions use now; ``floors``: the lowest cut that was shown
+    (default: the current ones); ``groups``: each outcome's annotation (default: every region its own),
+    so held-out folds keep an annotation together; ``current``: the fit predictions use now (None: the
+    heuristic), which stays wherever a new fit does not beat it on held-out feedback.
     Raises ValueError when there is too little feedback to learn anything.
     """
-    thresholds, per_label = {}, {}
+    from prelabel.feedback.validation import confidence_of, validate_calibration, validate_threshold
+
+    groups = list(range(len(outcomes))) if groups is None else list(groups)
+    floors = floors or current_thresholds
+    thresholds = {k: v for k, v in (current.thresholds if current else {}).items() if k in current_thresholds}
+    per_label, threshold_reports = {}, {}
     for label in sorted({o.label for o in outcomes}):
-        mine = [o for o in outcomes if o.label == label]
-        judged = sum(o.outcome is not Outcome.ADDED for o in mine)
-        if judged < min_samples or label not in current_thresholds:
+        mine = [(o, g) for o, g in zip(outcomes, groups) if o.label == label]
+        shown = [(o, g) for o, g in mine if o.outcome is not Outcome.ADDED]
+        if len(shown) < min_samples or label not in current_thresholds:
             continue
-        cut, score = best_threshold(mine, current_thresholds[label], beta)
-        thresholds[label] = round(cut, 4)
-        per_label[label] = {"threshold": round(cut, 4), f"f{beta:g}": round(score, 4), "judged": judged}
-    with_signals = [o for o in outcomes if o.outcome is not Outcome.ADDED and o.features
+        cut, report = validate_threshold(
+            np.array([detector_score(o) for o, _ in shown]), np.array([o.kept for o, _ in shown], dtype=bool),
+            [g for _, g in shown], [g for o, g in mine if o.outcome is Outcome.ADDED],
+            floors.get(label, current_thresholds[label]), current_thresholds[label], beta)
+        if report["applied"]:
+            thresholds[label] = round(cut, 4)
+        threshold_reports[label] = report
+        _, score = best_threshold([o for o, _ in mine], thresholds.get(label, current_thresholds[label]), beta)
+        per_label[label] = {"threshold": thresholds.get(label, round(current_thresholds[label], 4)),
+                            f"f{beta:g}": round(score, 4), "judged": len(shown)}
+    with_signals = [(o, g) for o, g in zip(outcomes, groups) if o.outcome is not Outcome.ADDED and o.features
                     and all(name in o.features for name in FEATURES)]
-    calibration, metrics = None, {"labels": per_label, "regions": len(with_signals)}
+    calibration = current.calibration if current else None
+    metrics: dict[str, Any] = {"labels": per_label, "regions": len(with_signals)}
+    validation: dict[str, Any] = {"thresholds": threshold_reports}
+    fitted_calibration = False
     if len(with_signals) >= min_samples:
-        features = feature_matrix(with_signals)
-        kept = np.array([o.kept for o in with_signals])
-        try:
-            calibration = Calibration.fit(features, kept)
-        except ValueError as exc:
-            metrics["calibration_skipped"] = str(exc)
-        else:
-            metrics["ece_before"] = round(expected_calibration_error(heuristic_confidence(features), kept), 4)
-            metrics["ece_after"] = round(expected_calibration_error(calibration.confidence(features), kept), 4)
-    if not thresholds and calibration is None:
+        features = feature_matrix([o for o, _ in with_signals])
+        kept = np.array([o.kept for o, _ in with_signals])
+        before = calibration
+        calibration, validation["calibration"] = validate_calibration(
+            features, kept, [g for _, g in with_signals], before)
+        fitted_calibration = True
+        metrics["ece_before"] = round(expected_calibration_error(confidence_of(before, features), kept), 4)
+        metrics["ece_after"] = round(expected_calibration_error(confidence_of(calibration, features), kept), 4)
+    if not threshold_reports and not fitted_calibration:
         raise ValueError(f"not enough feedback to fit: need {min_samples} judged regions "
                          f"(a label's, for its threshold; with prelabel's signals, for calibration)")
+    metrics["validation"] = validation
     return Learned(thresholds, calibration, metrics)

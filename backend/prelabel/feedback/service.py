@@ -94,12 +94,17 @@ class FeedbackService:
 
     def fit(self, project: str, prompts: Sequence[LabelPrompt], default_threshold: float) -> Learned:
         """Fit on the project's feedback and store the result (the server predicts with the newest)."""
-        current = {p.name: default_threshold if p.box_threshold is None else p.box_threshold for p in prompts}
+        configured = {p.name: default_threshold if p.box_threshold is None else p.box_threshold for p in prompts}
+        previous = self.learned(project)
+        current = {**configured, **{k: v for k, v in (previous.thresholds if previous else {}).items()
+                                    if k in configured}}
         s = self.settings
-        learned = fit_feedback([o.region for o in self.store.outcomes(project)], current, s.beta, s.min_samples)
+        stored = self.store.outcomes(project)
+        learned = fit_feedback([o.region for o in stored], current, s.beta, s.min_samples,
+                               groups=[o.annotation for o in stored], current=previous, floors=configured)
         self.store.save_fit(project, learned.to_dict())
-        log.info("project %s: fitted thresholds %s, calibration %s", project, learned.thresholds,
-                 "on" if learned.calibration else "off")
+        decision = learned.metrics.get("validation", {}).get("calibration", {}).get("decision", "not fitted")
+        log.info("project %s: thresholds %s, calibration: %s", project, learned.thresholds, decision)
         return learned
 
     def learned(self, project: str) -> Learned | None:
