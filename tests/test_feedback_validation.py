@@ -6,14 +6,7 @@ from image_host import ImageHost, write_random_images
 
 from prelabel.feedback.fit import Learned, fit_feedback
 from prelabel.feedback.matching import Outcome, RegionOutcome
-from prelabel.feedback.validation import (
-    AUC_TOLERANCE,
-    MonotoneCalibration,
-    auc,
-    fold_of,
-    folds,
-    validate_calibration,
-)
+from prelabel.feedback.validation import AUC_TOLERANCE, MonotoneCalibration, auc, fold_of, folds, validate_calibration
 from prelabel.pipeline import Labeler, LabelerConfig
 from prelabel.server import create_app
 from prelabel.settings import Settings
