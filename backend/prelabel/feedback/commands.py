@@ -19,6 +19,17 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     fit.add_argument("--db", default=settings.feedback_db, help="feedback SQLite file (PRELABEL_FEEDBACK_DB)")
     fit.set_defaults(func=_fit)
 
+    accept = sub.add_parser("accept", help="turn the predictions that meet a target precision into annotations")
+    accept.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    accept.add_argument("--precision", type=float, default=settings.accept_precision or 0.95,
+                        help="target precision of accepted regions (PRELABEL_ACCEPT_PRECISION, default 0.95)")
+    accept.add_argument("--confidence-level", type=float, default=0.95,
+                        help="of the Clopper-Pearson lower bound the held-out precision must meet")
+    accept.add_argument("--db", default=settings.feedback_db, help="feedback SQLite file (PRELABEL_FEEDBACK_DB)")
+    accept.add_argument("--dry-run", action="store_true", help="report what would be accepted, change nothing")
+    accept.add_argument("--undo", action="store_true", help="delete the machine-accepted annotations instead")
+    accept.set_defaults(func=_accept)
+
     report = sub.add_parser("report", help="acceptance, corrections and precision/recall per model version")
     report.add_argument("--project", type=int, required=True, help="Label Studio project id")
     report.add_argument("--db", default=settings.feedback_db, help="feedback SQLite file (PRELABEL_FEEDBACK_DB)")
@@ -65,6 +76,26 @@ def _fit(args: argparse.Namespace, settings: Settings) -> int:
     service = FeedbackService(FeedbackStore(args.db), settings.feedback_settings())
     learned = service.fit(str(args.project), prompts, settings.box_threshold)
     print(json.dumps(learned.to_dict(), indent=2))
+    return 0
+
+
+def _accept(args: argparse.Namespace, settings: Settings) -> int:
+    from prelabel.feedback.accept import accept_project, undo_project
+    from prelabel.feedback.service import FeedbackService
+    from prelabel.feedback.store import FeedbackStore
+
+    api = _api(settings)
+    if args.undo:
+        print(json.dumps({"project": args.project, "removed": undo_project(api, args.project)}))
+        return 0
+    if not 0 < args.precision < 1 or not 0 < args.confidence_level < 1:
+        raise ValueError("--precision and --confidence-level must be between 0 and 1")
+    service = FeedbackService(FeedbackStore(_existing_store(args.db)), settings.feedback_settings())
+    project = str(args.project)
+    cut = service.precision_cut(project, args.precision, args.confidence_level)
+    learned = service.learned(project)
+    result = accept_project(api, args.project, cut, learned.calibration if learned else None, args.dry_run)
+    print(json.dumps(result, indent=2))
     return 0
 
 

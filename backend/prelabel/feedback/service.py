@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prelabel.feedback.accept import PrecisionCut, choose_cut, held_out_confidence, is_machine_accepted
 from prelabel.feedback.fit import Learned, fit_feedback
 from prelabel.feedback.matching import match_shapes
 from prelabel.feedback.report import build_report
@@ -78,6 +79,8 @@ class FeedbackService:
         prediction = annotation.get("prediction")
         if not isinstance(prediction, dict) or not isinstance(prediction.get("result"), list):
             return {"status": "ignored", "reason": "the annotation did not start from a prediction"}
+        if is_machine_accepted(human):
+            return {"status": "ignored", "reason": "machine-accepted by prelabel accept, not a human judgement"}
         version = str(prediction.get("model_version") or "")
         if not version.startswith("prelabel"):
             return {"status": "ignored", "reason": f"the prediction is from another model ({version!r})"}
@@ -106,6 +109,13 @@ class FeedbackService:
         decision = learned.metrics.get("validation", {}).get("calibration", {}).get("decision", "not fitted")
         log.info("project %s: thresholds %s, calibration: %s", project, learned.thresholds, decision)
         return learned
+
+    def precision_cut(self, project: str, target: float, confidence_level: float = 0.95) -> PrecisionCut:
+        """The confidence cut of the project's current fit whose held-out precision bound meets ``target``."""
+        stored = self.store.outcomes(project)
+        confidence, kept = held_out_confidence([o.region for o in stored], [o.annotation for o in stored],
+                                               self.learned(project))
+        return choose_cut(confidence, kept, target, confidence_level)
 
     def learned(self, project: str) -> Learned | None:
         """The newest fit of a project."""

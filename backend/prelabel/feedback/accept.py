@@ -1,0 +1,188 @@
+"""Automated labeling at a target precision: accept the predictions that are safe, route the rest to humans.
+
+1. **The cut.** Every judged region of the feedback gets a *held-out* confidence (the validated calibration
+   refitted without the region's fold; the heuristic needs no fit). Among the cuts ``t`` for which the
+   regions with confidence >= ``t`` have a Clopper-Pearson lower bound of their precision (share kept by
+   the annotators) at or above the target, the lowest is chosen: the most tasks at that precision.
+2. **Accepting.** A task without annotations whose newest prelabel prediction has at least one region and
+   every region at or above the cut becomes an annotation: the prediction's result, each item marked
+   ``prelabel.machine_accepted`` and with the region note ``prelabel: machine-accepted``, started from the
+   prediction (``parent_prediction``). The feedback service ignores these annotations (they are not human
+   judgements). ``undo`` deletes them again. Tasks that already have an annotation are never touched, so a
+   second run changes nothing.
+3. **Routing.** The other tasks are listed most-uncertain first, and the Data Manager tab
+   ``prelabel: to review (most uncertain first)`` shows the unannotated tasks in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from prelabel.feedback.fit import Learned, feature_matrix
+from prelabel.feedback.matching import Outcome, RegionOutcome
+from prelabel.feedback.validation import Confidence, MonotoneCalibration, confidence_of, folds
+from prelabel.uncertainty import FEATURES, Calibration
+
+MACHINE_NOTE = "prelabel: machine-accepted"
+REVIEW_TAB = "prelabel: to review (most uncertain first)"
+
+
+def clopper_pearson_lower(kept: int, n: int, confidence_level: float = 0.95) -> float:
+    """One-sided lower confidence bound of a binomial proportion (exact, Clopper-Pearson)."""
+    from scipy.stats import beta
+
+    if n == 0 or kept == 0:
+        return 0.0
+    return float(beta.ppf(1 - confidence_level, kept, n - kept + 1))
+
+
+@dataclass(frozen=True)
+class PrecisionCut:
+    """The chosen confidence cut and the held-out evidence for it (``cut`` is None when no cut qualifies)."""
+
+    cut: float | None
+    target: float
+    confidence_level: float
+    regions: int  # judged regions of the feedback
+    above: int  # of them at or above the cut
+    kept_above: int
+    precision: float | None  # point estimate above the cut
+    precision_lower_bound: float | None
+
+    @property
+    def estimated_error_rate(self) -> float | None:
+        return None if self.precision is None else round(1 - self.precision, 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "estimated_error_rate": self.estimated_error_rate,
+                "error_rate_upper_bound": None if self.precision_lower_bound is None
+                else round(1 - self.precision_lower_bound, 4)}
+
+
+def choose_cut(confidence: np.ndarray, correct: np.ndarray, target: float,
+               confidence_level: float = 0.95) -> PrecisionCut:
+    """The lowest confidence cut whose regions' precision has a lower bound >= ``target``."""
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
+    order = np.argsort(-confidence, kind="stable")
+    conf_sorted, kept_cum = confidence[order], np.cumsum(correct[order])
+    best: tuple[float, int, int, float] | None = None
+    for i in range(len(conf_sorted)):
+        if i + 1 < len(conf_sorted) and conf_sorted[i + 1] == conf_sorted[i]:
+            continue  # a cut takes every region of equal confidence
+        n, kept = i + 1, int(kept_cum[i])
+        lower = clopper_pearson_lower(kept, n, confidence_level)
+        if lower >= target:
+            best = (float(conf_sorted[i]), n, kept, lower)
+    if best is None:
+        return PrecisionCut(None, target, confidence_level, len(confidence), 0, 0, None, None)
+    cut, n, kept, lower = best
+    return PrecisionCut(round(cut, 6), target, confidence_level, len(confidence), n, kept, round(kept / n, 4),
+                        round(lower, 4))
+
+
+def held_out_confidence(outcomes: Sequence[RegionOutcome], groups: Sequence[Any],
+                        learned: Learned | None) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out confidences and kept flags of the judged regions that carry prelabel's signals."""
+    rows = [(o, g) for o, g in zip(outcomes, groups) if o.outcome is not Outcome.ADDED and o.features
+            and all(name in o.features for name in FEATURES)]
+    features = feature_matrix([o for o, _ in rows])
+    kept = np.array([o.kept for o, _ in rows], dtype=bool)
+    model = learned.calibration if learned else None
+    if model is None:
+        return confidence_of(None, features), kept  # the heuristic was fitted on nothing
+    kind: type = MonotoneCalibration if isinstance(model, MonotoneCalibration) else Calibration
+    out = np.full(len(kept), np.nan)
+    for mask in folds([g for _, g in rows]):
+        train = ~mask
+        if kept[train].all() or not kept[train].any():
+            out[mask] = confidence_of(model, features[mask])
+            continue
+        out[mask] = kind.fit(features[train], kept[train]).confidence(features[mask])
+    if np.isnan(out).any():  # fewer than two annotations: nothing to hold out
+        out[np.isnan(out)] = confidence_of(model, features[np.isnan(out)])
+    return out, kept
+
+
+def region_confidences(prediction: dict[str, Any], calibration: Confidence | None) -> np.ndarray:
+    """The current model's confidence of each region of a stored prediction (from its prelabel signals;
+    an item without them keeps its stored ``score``)."""
+    out = []
+    for item in prediction.get("result") or []:
+        features = (item.get("prelabel") or {}).get("features") or {}
+        if all(name in features for name in FEATURES):
+            row = np.array([[features[name] for name in FEATURES]], dtype=np.float64)
+            out.append(float(confidence_of(calibration, row)[0]))
+        else:
+            out.append(float(item.get("score") or 0.0))
+    return np.array(out)
+
+
+def is_machine_accepted(result: Sequence[Any]) -> bool:
+    """Whether an annotation's result was made by :func:`accept_project` (not a human judgement)."""
+    return bool(result) and all(isinstance(r, dict) and (r.get("prelabel") or {}).get("machine_accepted")
+                                for r in result)
+
+
+def _newest_prediction(task: dict[str, Any]) -> dict[str, Any] | None:
+    ours = [p for p in task.get("predictions") or [] if str(p.get("model_version") or "").startswith("prelabel")]
+    return max(ours, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0)) if ours else None
+
+
+def machine_result(prediction: dict[str, Any], confidences: np.ndarray, version: str | None) -> list[dict[str, Any]]:
+    """A prediction's result as annotation result items marked machine-accepted."""
+    items = []
+    for item, confidence in zip(prediction["result"], confidences):
+        clean = {k: v for k, v in item.items() if k not in ("score", "prelabel", "meta", "readonly")}
+        clean["meta"] = {"text": [f"{MACHINE_NOTE} (confidence {confidence:.2f})"]}
+        clean["prelabel"] = {"machine_accepted": True, "confidence": round(float(confidence), 4),
+                             "model_version": version, "region": (item.get("prelabel") or {}).get("region")}
+        items.append(clean)
+    return items
+
+
+def accept_project(api: Any, project: int, cut: PrecisionCut, calibration: Confidence | None,
+                   dry_run: bool = False, views: bool = True) -> dict[str, Any]:
+    """Accept the safe tasks of a Label Studio project (``api``: :class:`prelabel.ls_api.LabelStudioAPI`)."""
+    accepted, routed, annotated, no_prediction = [], [], 0, 0
+    for task in api.tasks(project):
+        if task.get("total_annotations") or task.get("annotations"):
+            annotated += 1
+            continue
+        prediction = _newest_prediction(task)
+        if prediction is None or not prediction.get("result"):
+            no_prediction += 1
+            continue
+        confidences = region_confidences(prediction, calibration)
+        if cut.cut is not None and bool((confidences >= cut.cut).all()):
+            accepted.append(task["id"])
+            if not dry_run:
+                api.call("POST", f"/api/tasks/{task['id']}/annotations", json={
+                    "result": machine_result(prediction, confidences, prediction.get("model_version")),
+                    "parent_prediction": prediction.get("id"), "lead_time": 0})
+        else:
+            routed.append((float(confidences.min()), task["id"]))
+    routed.sort()
+    view = None
+    if views and not dry_run:
+        view = api.save_view(project, REVIEW_TAB, {
+            "ordering": ["tasks:predictions_score"],
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}})
+    return {"project": project, **cut.to_dict(), "accepted": len(accepted), "accepted_tasks": accepted,
+            "to_review": [task for _, task in routed], "already_annotated": annotated,
+            "without_prediction": no_prediction, "dry_run": dry_run, "review_view": view}
+
+
+def undo_project(api: Any, project: int) -> int:
+    """Delete every machine-accepted annotation of a project; returns how many."""
+    removed = 0
+    for task in api.tasks(project):
+        for annotation in task.get("annotations") or []:
+            if is_machine_accepted(annotation.get("result") or []):
+                api.call("DELETE", f"/api/annotations/{annotation['id']}")
+                removed += 1
+    return removed
