@@ -13,6 +13,7 @@ from prelabel.labels import LabelPrompt
 from prelabel.uncertainty import FEATURES
 
 if TYPE_CHECKING:
+    from prelabel.feedback.geometry_correction import BoxCorrection
     from prelabel.feedback.validation import Confidence
 
 
@@ -23,24 +24,37 @@ class Learned:
     thresholds: dict[str, float]
     calibration: Confidence | None
     metrics: dict[str, Any] = field(default_factory=dict)
+    box_correction: BoxCorrection | None = None  # per-label systematic box error learned from adjustments
 
     def apply(self, prompts: Sequence[LabelPrompt]) -> tuple[LabelPrompt, ...]:
         """The prompts with learned box thresholds for the labels that have one."""
         return tuple(replace(p, box_threshold=self.thresholds[p.name]) if p.name in self.thresholds else p
                      for p in prompts)
 
+    def scoring(self) -> Any:
+        """What the Labeler predicts with (its ``calibration`` argument): the calibration, or with a box
+        correction a :class:`~prelabel.feedback.geometry_correction.LearnedScoring` carrying both."""
+        if self.box_correction is None:
+            return self.calibration
+        from prelabel.feedback.geometry_correction import LearnedScoring
+
+        return LearnedScoring(self.calibration, self.box_correction)
+
     def to_dict(self) -> dict[str, Any]:
         return {"thresholds": self.thresholds,
                 "calibration": self.calibration.to_dict() if self.calibration else None,
+                "box_correction": self.box_correction.to_dict() if self.box_correction else None,
                 "metrics": self.metrics}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Learned:
+        from prelabel.feedback.geometry_correction import BoxCorrection
         from prelabel.feedback.validation import calibration_from_dict
 
-        calibration = data.get("calibration")
+        calibration, boxes = data.get("calibration"), data.get("box_correction")
         return cls({str(k): float(v) for k, v in data.get("thresholds", {}).items()},
-                   calibration_from_dict(calibration) if calibration else None, dict(data.get("metrics", {})))
+                   calibration_from_dict(calibration) if calibration else None, dict(data.get("metrics", {})),
+                   BoxCorrection.from_dict(boxes) if boxes else None)
 
 
 def expected_calibration_error(confidence: np.ndarray, kept: np.ndarray, bins: int = 10) -> float:
@@ -122,6 +136,7 @@ def fit_feedback(
     heuristic), which stays wherever a new fit does not beat it on held-out feedback.
     Raises ValueError when there is too little feedback to learn anything.
     """
+    from prelabel.feedback.geometry_correction import fit_box_correction
     from prelabel.feedback.validation import confidence_of, validate_calibration, validate_threshold
 
     groups = list(range(len(outcomes))) if groups is None else list(groups)
@@ -158,8 +173,10 @@ def fit_feedback(
         fitted_calibration = True
         metrics["ece_before"] = round(expected_calibration_error(confidence_of(before, features), kept), 4)
         metrics["ece_after"] = round(expected_calibration_error(confidence_of(calibration, features), kept), 4)
+    box_correction, validation["box_correction"] = fit_box_correction(
+        outcomes, groups, min_samples, current.box_correction if current else None)
     if not threshold_reports and not fitted_calibration:
         raise ValueError(f"not enough feedback to fit: need {min_samples} judged regions "
                          f"(a label's, for its threshold; with prelabel's signals, for calibration)")
     metrics["validation"] = validation
-    return Learned(thresholds, calibration, metrics)
+    return Learned(thresholds, calibration, metrics, box_correction)

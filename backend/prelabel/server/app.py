@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, labeler: Labeler | None = None)
         learned = learned_for(project)
         config = parse_label_config(label_config, settings.prompt_map())
         prompts = learned.apply(config.prompts) if learned else config.prompts
-        calibration = learned.calibration if learned else None
+        calibration = learned.scoring() if learned else None
         if models.labeler is not None:
             return models.labeler.model_version(prompts, calibration)
         random = settings.detector in RANDOM_SPECS or settings.segmenter in RANDOM_SPECS
