@@ -57,10 +57,10 @@ def test_service_cut_uses_held_out_confidence_of_the_current_fit(tmp_path):
 
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     rng = np.random.default_rng(0)
-    for annotation in range(30):
-        scores = rng.uniform(0.35, 1.0, 8)
+    for annotation in range(120):
+        scores = rng.uniform(0.35, 1.0, 2)
         store.record_annotation("ANNOTATION_CREATED", "1", annotation, annotation, "prelabel-x", [
-            RegionOutcome("bbox", "a", Outcome.ACCEPTED if rng.uniform() < (s - 0.35) / 0.5 else Outcome.DELETED,
+            RegionOutcome("bbox", "a", Outcome.ACCEPTED if rng.uniform() < (s - 0.35) / 0.35 else Outcome.DELETED,
                           0.97, s, signals(float(s))) for s in scores])
     service = FeedbackService(store)
     heuristic_cut = service.precision_cut("1", 0.9)
@@ -69,10 +69,13 @@ def test_service_cut_uses_held_out_confidence_of_the_current_fit(tmp_path):
     cut = service.precision_cut("1", 0.9)
     assert cut.cut is not None and cut.precision_lower_bound >= 0.9 and cut.regions == 240
     assert cut.cut != heuristic_cut.cut, "the cut is on the fitted calibration's scale"
+    # judged as it is used: the tasks whose least confident region (fitted confidence) clears the cut
     features = np.array([[o.region.features[n] for n in FEATURES] for o in store.outcomes("1")])
-    kept = np.array([o.region.kept for o in store.outcomes("1")])
-    above = confidence_of(learned.calibration, features) >= cut.cut
-    assert above.sum() >= 40 and kept[above].mean() >= 0.9
+    kept = np.array([o.region.kept for o in store.outcomes("1")]).reshape(120, 2)
+    task_min = confidence_of(learned.calibration, features).reshape(120, 2).min(axis=1)
+    accepted = task_min >= cut.cut - 0.02  # held-out and in-sample confidences differ a little
+    assert accepted.sum() >= 10 and kept[accepted].mean() >= 0.9
+    assert cut.above % 2 == 0 and cut.above >= 20, "whole tasks (two regions each) are accepted"
 
 
 def test_machine_accepted_annotations_are_not_feedback(tmp_path):

@@ -1,9 +1,10 @@
 """Automated labeling at a target precision: accept the predictions that are safe, route the rest to humans.
 
 1. **The cut.** Every judged region of the feedback gets a *held-out* confidence (the validated calibration
-   refitted without the region's fold; the heuristic needs no fit). Among the cuts ``t`` for which the
-   regions with confidence >= ``t`` have a Clopper-Pearson lower bound of their precision (share kept by
-   the annotators) at or above the target, the lowest is chosen: the most tasks at that precision.
+   refitted without the region's fold; the heuristic needs no fit). A cut ``t`` would have accepted the
+   feedback tasks whose least confident region is >= ``t``; among the cuts for which the regions of those
+   tasks have a Clopper-Pearson lower bound of their precision (share kept by the annotators) at or above
+   the target, the lowest is chosen: the most tasks at that precision.
 2. **Accepting.** A task without annotations whose newest prelabel prediction has at least one region and
    every region at or above the cut becomes an annotation: the prediction's result, each item marked
    ``prelabel.machine_accepted`` and with the region note ``prelabel: machine-accepted``, started from the
@@ -64,16 +65,29 @@ class PrecisionCut:
 
 
 def choose_cut(confidence: np.ndarray, correct: np.ndarray, target: float,
-               confidence_level: float = 0.95) -> PrecisionCut:
-    """The lowest confidence cut whose regions' precision has a lower bound >= ``target``."""
+               confidence_level: float = 0.95, groups: Sequence[Any] | None = None) -> PrecisionCut:
+    """The lowest confidence cut whose accepted regions' precision has a lower bound >= ``target``.
+
+    With ``groups`` (each region's task) the cut is judged as it is used: a task is accepted when its
+    least confident region clears the cut, and the precision is that of all regions of accepted tasks.
+    """
     confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=bool)
-    order = np.argsort(-confidence, kind="stable")
-    conf_sorted, kept_cum = confidence[order], np.cumsum(correct[order])
+    if groups is None:
+        unit_conf, unit_n, unit_kept = confidence, np.ones(len(confidence), int), correct.astype(int)
+    else:
+        keys = list(dict.fromkeys(groups))
+        index = {g: i for i, g in enumerate(keys)}
+        which = np.array([index[g] for g in groups], dtype=np.int64)
+        unit_conf = np.full(len(keys), np.inf)
+        np.minimum.at(unit_conf, which, confidence)
+        unit_n, unit_kept = np.bincount(which, minlength=len(keys)), np.bincount(which, correct, len(keys))
+    order = np.argsort(-unit_conf, kind="stable")
+    conf_sorted, n_cum, kept_cum = unit_conf[order], np.cumsum(unit_n[order]), np.cumsum(unit_kept[order])
     best: tuple[float, int, int, float] | None = None
     for i in range(len(conf_sorted)):
         if i + 1 < len(conf_sorted) and conf_sorted[i + 1] == conf_sorted[i]:
-            continue  # a cut takes every region of equal confidence
-        n, kept = i + 1, int(kept_cum[i])
+            continue  # a cut takes every region (task) of equal confidence
+        n, kept = int(n_cum[i]), int(round(kept_cum[i]))
         lower = clopper_pearson_lower(kept, n, confidence_level)
         if lower >= target:
             best = (float(conf_sorted[i]), n, kept, lower)
@@ -85,15 +99,15 @@ def choose_cut(confidence: np.ndarray, correct: np.ndarray, target: float,
 
 
 def held_out_confidence(outcomes: Sequence[RegionOutcome], groups: Sequence[Any],
-                        learned: Learned | None) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out confidences and kept flags of the judged regions that carry prelabel's signals."""
+                        learned: Learned | None) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Held-out confidences, kept flags and groups of the judged regions that carry prelabel's signals."""
     rows = [(o, g) for o, g in zip(outcomes, groups) if o.outcome is not Outcome.ADDED and o.features
             and all(name in o.features for name in FEATURES)]
     features = feature_matrix([o for o, _ in rows])
     kept = np.array([o.kept for o, _ in rows], dtype=bool)
     model = learned.calibration if learned else None
     if model is None:
-        return confidence_of(None, features), kept  # the heuristic was fitted on nothing
+        return confidence_of(None, features), kept, [g for _, g in rows]  # the heuristic was fitted on nothing
     kind: type = MonotoneCalibration if isinstance(model, MonotoneCalibration) else Calibration
     out = np.full(len(kept), np.nan)
     for mask in folds([g for _, g in rows]):
@@ -104,7 +118,7 @@ def held_out_confidence(outcomes: Sequence[RegionOutcome], groups: Sequence[Any]
         out[mask] = kind.fit(features[train], kept[train]).confidence(features[mask])
     if np.isnan(out).any():  # fewer than two annotations: nothing to hold out
         out[np.isnan(out)] = confidence_of(model, features[np.isnan(out)])
-    return out, kept
+    return out, kept, [g for _, g in rows]
 
 
 def region_confidences(prediction: dict[str, Any], calibration: Confidence | None) -> np.ndarray:

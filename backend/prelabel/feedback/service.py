@@ -113,9 +113,9 @@ class FeedbackService:
     def precision_cut(self, project: str, target: float, confidence_level: float = 0.95) -> PrecisionCut:
         """The confidence cut of the project's current fit whose held-out precision bound meets ``target``."""
         stored = self.store.outcomes(project)
-        confidence, kept = held_out_confidence([o.region for o in stored], [o.annotation for o in stored],
-                                               self.learned(project))
-        return choose_cut(confidence, kept, target, confidence_level)
+        confidence, kept, groups = held_out_confidence([o.region for o in stored], [o.annotation for o in stored],
+                                                       self.learned(project))
+        return choose_cut(confidence, kept, target, confidence_level, groups)
 
     def learned(self, project: str) -> Learned | None:
         """The newest fit of a project."""
