@@ -143,6 +143,9 @@ def test_label_studio_orders_the_most_uncertain_task_first(api, backend, images)
     flagged = [t["id"] for t in api.tasks(project_id, view=views["needs review"])]
     assert flagged == sorted(task_ids, key=scores.get)[:2]
     assert save_review_views(api, project_id, cut) == views, "saving again updates the same tabs"
+    hidden = api.call("GET", f"/api/dm/views/{views['needs review']}")["data"]["hiddenColumns"]
+    assert "tasks:created_at" in hidden["explore"] and "tasks:predictions_results" in hidden["explore"]
+    assert not {"tasks:id", "tasks:predictions_score", "tasks:data.image"} & set(hidden["explore"] + hidden["labeling"])
 
 
 def test_annotation_feedback_reaches_the_store(api, backend, project):

@@ -102,6 +102,16 @@ def test_label_studio_host_is_allowed_even_on_loopback_and_others_are_not(host):
         fetch(fetcher_, "http://169.254.169.254/latest/meta-data/", host)
 
 
+def test_only_label_studios_origin_is_trusted_not_other_ports_of_its_host(root, host):
+    """LABEL_STUDIO_URL=http://127.0.0.1:PORT must not open 127.0.0.1's other services (blind SSRF)."""
+    with ImageHost(root) as other:  # another service on Label Studio's host
+        for url in (f"{other.url}/a.png", f"{host.url}/redirect?to={other.url}/a.png"):
+            with pytest.raises(FetchRefused, match="LABEL_STUDIO_URL's origin"):
+                fetch(fetcher(host), url, host)
+        assert other.requests == [], "nothing reached the other service"
+    assert fetch(fetcher(host), f"{host.url}/a.png", host).shape == (30, 40, 3)
+
+
 def test_allowed_hosts_still_refuse_private_addresses_unless_allowed(host):
     url = f"http://localhost:{host.url.rsplit(':', 1)[1]}/a.png"
     with pytest.raises(FetchRefused, match="non-public address"):

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("coco", "coco-polygons", "labelstudio", "yolo")
 FILES = {"coco": "coco.json", "labelstudio": "labelstudio_tasks.json", "coco-polygons": "coco_polygons.json",
          "yolo": "yolo",
-         "errors": "errors.jsonl", "ls_config": "labelstudio_config.xml"}
+         "errors": "errors.jsonl", "labelstudio_config": "labelstudio_config.xml"}
 
 
 def default_ls_config(labels: Sequence[LabelPrompt], with_masks: bool) -> str:
@@ -38,7 +38,7 @@ def write_outputs(
     records: dict[str, dict[str, Any]],
     labels: Sequence[LabelPrompt],
     formats: Sequence[str],
-    ls_config: LabelConfig,
+    labelstudio_config: LabelConfig,
     coco_segmentation: Segmentation = "rle",
     yolo_task: YoloTask = "segment",
     image_url_prefix: str = "",
@@ -59,7 +59,7 @@ def write_outputs(
         document = coco_document([(r["key"], g) for r, g in done], names, "polygon", False, info)
         written["coco-polygons"] = _write_json(out_dir / FILES["coco-polygons"], document)
     if "labelstudio" in formats:
-        tasks = [ls_task(r, g, ls_config, image_url_prefix, review_threshold) for r, g in done]
+        tasks = [labelstudio_task(r, g, labelstudio_config, image_url_prefix, review_threshold) for r, g in done]
         written["labelstudio"] = _write_json(out_dir / FILES["labelstudio"], tasks)
     if "yolo" in formats:
         local = [(r["key"], r["uri"], g) for r, g in done if r["task_id"] is None and "://" not in r["uri"]]
@@ -70,7 +70,7 @@ def write_outputs(
     return written
 
 
-def ls_task(record: dict[str, Any], regions: Regions, config: LabelConfig, image_url_prefix: str,
+def labelstudio_task(record: dict[str, Any], regions: Regions, config: LabelConfig, image_url_prefix: str,
             review_threshold: float) -> dict[str, Any]:
     """A Label Studio task with its prediction (review notes and uncertainty signals included), ready for the
     project import API or the UI."""
@@ -79,7 +79,7 @@ def ls_task(record: dict[str, Any], regions: Regions, config: LabelConfig, image
             "predictions": [prediction(regions, config, record["model_version"], review_threshold)]}
 
 
-def ls_config_for(xml: str | None, labels: Sequence[LabelPrompt], with_masks: bool) -> tuple[str, LabelConfig]:
+def labelstudio_config_for(xml: str | None, labels: Sequence[LabelPrompt], with_masks: bool) -> tuple[str, LabelConfig]:
     """The labeling config XML (the given one, or the default one for ``labels``) and its parsed form."""
     xml = xml or default_ls_config(labels, with_masks)
     return xml, parse_label_config(xml, {label.name: label for label in labels})

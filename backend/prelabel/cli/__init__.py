@@ -15,7 +15,7 @@ log = logging.getLogger("prelabel")
 
 # Each module adds its subcommand(s) and sets ``func(args, settings) -> exit code``.
 COMMANDS: tuple[str, ...] = (
-    "predict", "batch", "serve", "demo", "cvat", "qa", "eval", "feedback", "rank", "bench",
+    "predict", "batch", "serve", "demo", "cvat", "qa", "eval", "feedback", "accept", "rank", "bench",
 )
 
 

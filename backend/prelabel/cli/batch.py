@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
                        help="mask encoding of coco.json")
     batch.add_argument("--yolo-task", default=None, choices=["detect", "segment"],
                        help="default: segment with masks, detect without")
-    batch.add_argument("--ls-config", type=Path, help="Label Studio labeling config XML for the tasks file "
+    batch.add_argument("--labelstudio-config", type=Path, help="Label Studio labeling config XML for the tasks file "
                                                       "(default: boxes + polygons of --labels)")
     batch.add_argument("--image-url-prefix", default="",
                        help="data.image = PREFIX + relative key in the LS tasks file, e.g. /data/local-files/?d=ds1/")
@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Resolve images, open/resume the checkpoint, label what is left, write the outputs."""
     from prelabel.batch.checkpoint import Checkpoint
-    from prelabel.batch.outputs import FILES, FORMATS, ls_config_for, write_outputs
+    from prelabel.batch.outputs import FILES, FORMATS, labelstudio_config_for, write_outputs
     from prelabel.batch.runner import BatchOptions
     from prelabel.batch.sources import LS_PREFIX, project_client, project_of, resolve_source
     from prelabel.core.labels import parse_labels
@@ -90,10 +90,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if settings.label_studio_url else None
     settings = with_overrides(settings, **model_overrides(args, with_masks=not args.no_masks))
     options = BatchOptions(with_masks=not args.no_masks, tile=args.tile, overlap=args.overlap)
-    xml = args.ls_config.read_text(encoding="utf-8") if args.ls_config else None
+    xml = args.labelstudio_config.read_text(encoding="utf-8") if args.labelstudio_config else None
     if args.source.startswith(LS_PREFIX):
         xml = project_client(access).label_config(project_of(args.source))
-    xml, ls_config = ls_config_for(xml, labels, options.with_masks)
+    xml, labelstudio_config = labelstudio_config_for(xml, labels, options.with_masks)
     items = resolve_source(args.source, access)
     path = args.out / CHECKPOINT
     if args.resume and not path.exists():
@@ -113,15 +113,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if todo:
         log.info("labeled %d image(s), %d unreadable, in %.1f s (%.2f images/s, engine %s)",
                  len(todo) - new_failed, new_failed, elapsed, len(todo) / elapsed, args.engine)
-    (args.out / FILES["ls_config"]).write_text(xml + "\n", encoding="utf-8")
-    written = write_outputs(args.out, records, labels, formats, ls_config, args.coco_segmentation,
+    (args.out / FILES["labelstudio_config"]).write_text(xml + "\n", encoding="utf-8")
+    written = write_outputs(args.out, records, labels, formats, labelstudio_config, args.coco_segmentation,
                             args.yolo_task or ("segment" if options.with_masks else "detect"), args.image_url_prefix,
                             settings.review_threshold)
     if args.push:
         from prelabel.batch.push import push_predictions
 
-        pushed = push_predictions(project_client(access), project_of(args.source), records, ls_config, args.out,
-                                  settings.review_threshold)
+        pushed = push_predictions(project_client(access), project_of(args.source), records, labelstudio_config,
+                                  args.out, settings.review_threshold)
         log.info("pushed %d prediction(s) to Label Studio", pushed)
     log.info("wrote %s", ", ".join(str(p) for p in written.values()))
     if failed:

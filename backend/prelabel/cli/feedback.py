@@ -39,7 +39,7 @@ def label_studio(settings: Settings) -> LabelStudioClient:
     return LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
 
 
-def _existing_store(path: str) -> str:
+def existing_store(path: str) -> str:
     if not Path(path).exists():
         raise PrelabelError(f"no feedback store at {path}; point --db (or PRELABEL_FEEDBACK_DB) at the server's")
     return path
@@ -50,7 +50,7 @@ def run_fit(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.feedback.store import FeedbackStore
     from prelabel.labelstudio.config import parse_label_config
 
-    _existing_store(args.db)
+    existing_store(args.db)
     if args.label_config:
         label_config = args.label_config.read_text(encoding="utf-8")
     else:
@@ -67,6 +67,6 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.feedback.service import FeedbackService
     from prelabel.feedback.store import FeedbackStore
 
-    report = FeedbackService(FeedbackStore(_existing_store(args.db))).report(str(args.project))
+    report = FeedbackService(FeedbackStore(existing_store(args.db))).report(str(args.project))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

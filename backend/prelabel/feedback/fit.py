@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from prelabel.core.labels import LabelPrompt
-from prelabel.core.uncertainty import FEATURES, Calibration, heuristic_confidence
+from prelabel.core.uncertainty import FEATURES
 from prelabel.feedback.matching import Outcome, RegionOutcome
+
+if TYPE_CHECKING:
+    from prelabel.feedback.geometry_correction import BoxCorrection
+    from prelabel.feedback.validation import Confidence
 
 
 @dataclass(frozen=True)
@@ -18,24 +22,39 @@ class Learned:
     """What a fit produced; the server predicts with it and reports a new ``model_version``."""
 
     thresholds: dict[str, float]
-    calibration: Calibration | None
+    calibration: Confidence | None
     metrics: dict[str, Any] = field(default_factory=dict)
+    box_correction: BoxCorrection | None = None  # per-label systematic box error learned from adjustments
 
     def apply(self, prompts: Sequence[LabelPrompt]) -> tuple[LabelPrompt, ...]:
         """The prompts with learned box thresholds for the labels that have one."""
         return tuple(replace(p, box_threshold=self.thresholds[p.name]) if p.name in self.thresholds else p
                      for p in prompts)
 
+    def scoring(self) -> Any:
+        """What the Labeler predicts with (its ``calibration`` argument): the calibration, or with a box
+        correction a :class:`~prelabel.feedback.geometry_correction.LearnedScoring` carrying both."""
+        if self.box_correction is None:
+            return self.calibration
+        from prelabel.feedback.geometry_correction import LearnedScoring
+
+        return LearnedScoring(self.calibration, self.box_correction)
+
     def to_dict(self) -> dict[str, Any]:
         return {"thresholds": self.thresholds,
                 "calibration": self.calibration.to_dict() if self.calibration else None,
+                "box_correction": self.box_correction.to_dict() if self.box_correction else None,
                 "metrics": self.metrics}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Learned:
-        calibration = data.get("calibration")
+        from prelabel.feedback.geometry_correction import BoxCorrection
+        from prelabel.feedback.validation import calibration_from_dict
+
+        calibration, boxes = data.get("calibration"), data.get("box_correction")
         return cls({str(k): float(v) for k, v in data.get("thresholds", {}).items()},
-                   Calibration.from_dict(calibration) if calibration else None, dict(data.get("metrics", {})))
+                   calibration_from_dict(calibration) if calibration else None, dict(data.get("metrics", {})),
+                   BoxCorrection.from_dict(boxes) if boxes else None)
 
 
 def expected_calibration_error(confidence: np.ndarray, kept: np.ndarray, bins: int = 10) -> float:
@@ -58,6 +77,23 @@ def f_beta(tp: int, fp: int, fn: int, beta: float) -> float:
     return (1 + b2) * tp / denominator if denominator else 0.0
 
 
+def search_cut(scores: np.ndarray, kept: np.ndarray, added: int, floor: float, beta: float) -> tuple[float, float]:
+    """The cut (``floor`` or a judged score above it) that maximises F-beta, and that F-beta."""
+    scores, kept = np.asarray(scores, dtype=np.float64), np.asarray(kept, dtype=bool)
+    best, best_f = floor, -1.0
+    for cut in sorted({floor, *scores[scores >= floor].tolist()}):
+        score = f_beta(*map(int, cut_counts(scores, kept, added, cut)), beta)
+        if score > best_f + 1e-12:
+            best, best_f = float(cut), score
+    return best, best_f
+
+
+def cut_counts(scores: np.ndarray, kept: np.ndarray, added: int, cut: float) -> np.ndarray:
+    """``(tp, fp, fn)`` of showing regions with score >= ``cut``; ``added`` misses no cut recovers."""
+    shown = np.asarray(scores) >= cut
+    return np.array([(shown & kept).sum(), (shown & ~kept).sum(), (~shown & kept).sum() + added], dtype=np.int64)
+
+
 def best_threshold(outcomes: Sequence[RegionOutcome], current: float, beta: float = 1.0) -> tuple[float, float]:
     """The detector-score cut that maximises F-beta on one label's outcomes, and that F-beta.
 
@@ -67,14 +103,7 @@ def best_threshold(outcomes: Sequence[RegionOutcome], current: float, beta: floa
     predicted = [o for o in outcomes if o.outcome is not Outcome.ADDED]
     scores = np.array([detector_score(o) for o in predicted])
     kept = np.array([o.kept for o in predicted], dtype=bool)
-    added = sum(o.outcome is Outcome.ADDED for o in outcomes)
-    best, best_f = current, -1.0
-    for cut in sorted({current, *scores[scores >= current].tolist()}):
-        shown = scores >= cut
-        score = f_beta(int((shown & kept).sum()), int((shown & ~kept).sum()), int((~shown & kept).sum()) + added, beta)
-        if score > best_f + 1e-12:
-            best, best_f = float(cut), score
-    return best, best_f
+    return search_cut(scores, kept, sum(o.outcome is Outcome.ADDED for o in outcomes), current, beta)
 
 
 def detector_score(outcome: RegionOutcome) -> float:
@@ -95,34 +124,59 @@ def fit_feedback(
     current_thresholds: Mapping[str, float],
     beta: float = 1.0,
     min_samples: int = 20,
+    groups: Sequence[Any] | None = None,
+    current: Learned | None = None,
+    floors: Mapping[str, float] | None = None,
 ) -> Learned:
-    """Per-label thresholds (labels with ``min_samples`` judged regions) and a calibration (if enough data).
+    """Validated per-label thresholds and calibration (see :mod:`prelabel.feedback.validation`).
 
+    ``current_thresholds``: the cuts predictions use now; ``floors``: the lowest cut that was shown
+    (default: the current ones); ``groups``: each outcome's annotation (default: every region its own),
+    so held-out folds keep an annotation together; ``current``: the fit predictions use now (None: the
+    heuristic), which stays wherever a new fit does not beat it on held-out feedback.
     Raises ValueError when there is too little feedback to learn anything.
     """
-    thresholds, per_label = {}, {}
+    from prelabel.feedback.geometry_correction import fit_box_correction
+    from prelabel.feedback.validation import confidence_of, validate_calibration, validate_threshold
+
+    groups = list(range(len(outcomes))) if groups is None else list(groups)
+    floors = floors or current_thresholds
+    thresholds = {k: v for k, v in (current.thresholds if current else {}).items() if k in current_thresholds}
+    per_label, threshold_reports = {}, {}
     for label in sorted({o.label for o in outcomes}):
-        mine = [o for o in outcomes if o.label == label]
-        judged = sum(o.outcome is not Outcome.ADDED for o in mine)
-        if judged < min_samples or label not in current_thresholds:
+        mine = [(o, g) for o, g in zip(outcomes, groups) if o.label == label]
+        shown = [(o, g) for o, g in mine if o.outcome is not Outcome.ADDED]
+        if len(shown) < min_samples or label not in current_thresholds:
             continue
-        cut, score = best_threshold(mine, current_thresholds[label], beta)
-        thresholds[label] = round(cut, 4)
-        per_label[label] = {"threshold": round(cut, 4), f"f{beta:g}": round(score, 4), "judged": judged}
-    with_signals = [o for o in outcomes if o.outcome is not Outcome.ADDED and o.features
+        cut, report = validate_threshold(
+            np.array([detector_score(o) for o, _ in shown]), np.array([o.kept for o, _ in shown], dtype=bool),
+            [g for _, g in shown], [g for o, g in mine if o.outcome is Outcome.ADDED],
+            floors.get(label, current_thresholds[label]), current_thresholds[label], beta)
+        if report["applied"]:
+            thresholds[label] = round(cut, 4)
+        threshold_reports[label] = report
+        _, score = best_threshold([o for o, _ in mine], thresholds.get(label, current_thresholds[label]), beta)
+        per_label[label] = {"threshold": thresholds.get(label, round(current_thresholds[label], 4)),
+                            f"f{beta:g}": round(score, 4), "judged": len(shown)}
+    with_signals = [(o, g) for o, g in zip(outcomes, groups) if o.outcome is not Outcome.ADDED and o.features
                     and all(name in o.features for name in FEATURES)]
-    calibration, metrics = None, {"labels": per_label, "regions": len(with_signals)}
+    calibration = current.calibration if current else None
+    metrics: dict[str, Any] = {"labels": per_label, "regions": len(with_signals)}
+    validation: dict[str, Any] = {"thresholds": threshold_reports}
+    fitted_calibration = False
     if len(with_signals) >= min_samples:
-        features = feature_matrix(with_signals)
-        kept = np.array([o.kept for o in with_signals])
-        try:
-            calibration = Calibration.fit(features, kept)
-        except ValueError as exc:
-            metrics["calibration_skipped"] = str(exc)
-        else:
-            metrics["ece_before"] = round(expected_calibration_error(heuristic_confidence(features), kept), 4)
-            metrics["ece_after"] = round(expected_calibration_error(calibration.confidence(features), kept), 4)
-    if not thresholds and calibration is None:
+        features = feature_matrix([o for o, _ in with_signals])
+        kept = np.array([o.kept for o, _ in with_signals])
+        before = calibration
+        calibration, validation["calibration"] = validate_calibration(
+            features, kept, [g for _, g in with_signals], before)
+        fitted_calibration = True
+        metrics["ece_before"] = round(expected_calibration_error(confidence_of(before, features), kept), 4)
+        metrics["ece_after"] = round(expected_calibration_error(confidence_of(calibration, features), kept), 4)
+    box_correction, validation["box_correction"] = fit_box_correction(
+        outcomes, groups, min_samples, current.box_correction if current else None)
+    if not threshold_reports and not fitted_calibration:
         raise ValueError(f"not enough feedback to fit: need {min_samples} judged regions "
                          f"(a label's, for its threshold; with prelabel's signals, for calibration)")
-    return Learned(thresholds, calibration, metrics)
+    metrics["validation"] = validation
+    return Learned(thresholds, calibration, metrics, box_correction)

@@ -32,6 +32,10 @@ class RegionOutcome:
     iou: float | None
     score: float | None
     features: dict[str, float] | None
+    # Matched regions only: the predicted and the final box, (x1, y1, x2, y2) as fractions of the image
+    # (what learning each label's systematic box error needs; see prelabel.feedback.geometry_correction).
+    predicted_box: tuple[float, ...] | None = None
+    final_box: tuple[float, ...] | None = None
 
     @property
     def kept(self) -> bool:
@@ -62,13 +66,20 @@ def match_shapes(
         rows, cols = linear_sum_assignment(-ious) if ious.size else (np.zeros(0, int), np.zeros(0, int))
         pairs = {int(r): int(c) for r, c in zip(rows, cols) if ious[r, c] >= match_iou}
         for i, pred in enumerate(preds):
+            boxes: tuple[tuple[float, ...] | None, tuple[float, ...] | None] = (None, None)
             if i in pairs:
                 iou = float(ious[i, pairs[i]])
                 outcome = Outcome.ACCEPTED if iou >= unchanged_iou else Outcome.ADJUSTED
+                boxes = (_fraction_box(pred), _fraction_box(gts[pairs[i]]))
             else:
                 iou, outcome = None, Outcome.DELETED
-            outcomes.append(RegionOutcome(from_name, label, outcome, iou, pred.score, pred.features))
+            outcomes.append(RegionOutcome(from_name, label, outcome, iou, pred.score, pred.features, *boxes))
         matched = set(pairs.values())
         outcomes += [RegionOutcome(from_name, label, Outcome.ADDED, None, None, None)
                      for j in range(len(gts)) if j not in matched]
     return outcomes
+
+
+def _fraction_box(shape: Shape) -> tuple[float, ...]:
+    width, height = shape.image_size
+    return tuple(round(float(v), 6) for v in np.asarray(shape.box_xyxy, dtype=np.float64) / [width, height, width, height])

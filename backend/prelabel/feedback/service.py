@@ -10,6 +10,7 @@ from typing import Any
 
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.shapes import Shape
+from prelabel.feedback.accept import PrecisionCut, choose_cut, held_out_confidence
 from prelabel.feedback.fit import Learned, fit_feedback
 from prelabel.feedback.matching import match_shapes
 from prelabel.feedback.report import build_report
@@ -54,14 +55,27 @@ class FeedbackService:
         return self.store.delete_annotations(action, project, annotations)
 
     def fit(self, project: str, prompts: Sequence[LabelPrompt], default_threshold: float) -> Learned:
-        """Fit on the project's feedback and store the result (the server predicts with the newest)."""
-        current = {p.name: default_threshold if p.box_threshold is None else p.box_threshold for p in prompts}
+        """Fit on the project's feedback, validated on held-out annotations against the current fit, and store
+        the result (the server predicts with the newest; a refused fit keeps the current model)."""
+        configured = {p.name: default_threshold if p.box_threshold is None else p.box_threshold for p in prompts}
+        previous = self.learned(project)
+        current = {**configured, **{k: v for k, v in (previous.thresholds if previous else {}).items()
+                                    if k in configured}}
         s = self.settings
-        learned = fit_feedback([o.region for o in self.store.outcomes(project)], current, s.beta, s.min_samples)
+        stored = self.store.outcomes(project)
+        learned = fit_feedback([o.region for o in stored], current, s.beta, s.min_samples,
+                               groups=[o.annotation for o in stored], current=previous, floors=configured)
         self.store.save_fit(project, learned.to_dict())
-        log.info("project %s: fitted thresholds %s, calibration %s", project, learned.thresholds,
-                 "on" if learned.calibration else "off")
+        decision = learned.metrics.get("validation", {}).get("calibration", {}).get("decision", "not fitted")
+        log.info("project %s: thresholds %s, calibration: %s", project, learned.thresholds, decision)
         return learned
+
+    def precision_cut(self, project: str, target: float, confidence_level: float = 0.95) -> PrecisionCut:
+        """The confidence cut of the project's current fit whose held-out precision bound meets ``target``."""
+        stored = self.store.outcomes(project)
+        confidence, kept, groups = held_out_confidence([o.region for o in stored], [o.annotation for o in stored],
+                                                       self.learned(project))
+        return choose_cut(confidence, kept, target, confidence_level, groups)
 
     def learned(self, project: str) -> Learned | None:
         """The newest fit of a project."""

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS annotations (
 );
 CREATE TABLE IF NOT EXISTS regions (
     project TEXT NOT NULL, annotation INTEGER NOT NULL, from_name TEXT NOT NULL, label TEXT NOT NULL,
-    outcome TEXT NOT NULL, iou REAL, score REAL, features TEXT,
+    outcome TEXT NOT NULL, iou REAL, score REAL, features TEXT, boxes TEXT,
     FOREIGN KEY (project, annotation) REFERENCES annotations (project, annotation) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS regions_by_annotation ON regions (project, annotation);
@@ -52,6 +52,9 @@ class FeedbackStore:
         with self._transaction() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(regions)")}
+            if "boxes" not in columns:  # a store made before boxes were kept: add the column, keep the rows
+                db.execute("ALTER TABLE regions ADD COLUMN boxes TEXT")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -81,9 +84,10 @@ class FeedbackStore:
             db.execute("INSERT INTO annotations VALUES (?, ?, ?, ?, ?, ?)",
                        (project, annotation, task, model_version, lead_time, now))
             db.executemany(
-                "INSERT INTO regions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO regions (project, annotation, from_name, label, outcome, iou, score, features, boxes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(project, annotation, o.from_name, o.label, o.outcome.value, o.iou, o.score,
-                  json.dumps(o.features) if o.features else None) for o in outcomes],
+                  json.dumps(o.features) if o.features else None, _boxes_json(o)) for o in outcomes],
             )
 
     def delete_annotations(self, action: str, project: str, annotations: Sequence[int]) -> int:
@@ -101,12 +105,13 @@ class FeedbackStore:
         """Every stored region outcome of a project, oldest annotation first."""
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT r.annotation, a.model_version, r.from_name, r.label, r.outcome, r.iou, r.score, r.features "
-                "FROM regions r JOIN annotations a USING (project, annotation) WHERE r.project = ? "
+                "SELECT r.annotation, a.model_version, r.from_name, r.label, r.outcome, r.iou, r.score, r.features, "
+                "r.boxes FROM regions r JOIN annotations a USING (project, annotation) WHERE r.project = ? "
                 "ORDER BY a.updated_at, r.rowid", (project,)).fetchall()
         return [StoredOutcome(ann, version, RegionOutcome(name, label, Outcome(outcome), iou, score,
-                                                           json.loads(features) if features else None))
-                for ann, version, name, label, outcome, iou, score, features in rows]
+                                                           json.loads(features) if features else None,
+                                                           *_boxes(boxes)))
+                for ann, version, name, label, outcome, iou, score, features, boxes in rows]
 
     def annotations(self, project: str) -> list[tuple[str, float | None]]:
         """``(model_version, lead_time)`` of every stored annotation of a project."""
@@ -142,3 +147,16 @@ class FeedbackStore:
             row = db.execute("SELECT learned FROM fits WHERE project = ? ORDER BY id DESC LIMIT 1",
                              (project,)).fetchone()
         return json.loads(row[0]) if row else None
+
+
+def _boxes_json(outcome: RegionOutcome) -> str | None:
+    if outcome.predicted_box is None or outcome.final_box is None:
+        return None
+    return json.dumps({"predicted": list(outcome.predicted_box), "final": list(outcome.final_box)})
+
+
+def _boxes(text: str | None) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    if not text:
+        return None, None
+    data = json.loads(text)
+    return tuple(data["predicted"]), tuple(data["final"])

@@ -99,7 +99,7 @@ class LabelStudioBackend:
         learned = self.learned_for(project)
         config = parse_label_config(label_config, self.settings.prompt_map())
         prompts = learned.apply(config.prompts) if learned else config.prompts
-        calibration = learned.calibration if learned else None
+        calibration = learned.scoring() if learned else None
         if self.models.labeler is not None:
             return self.models.labeler.model_version(prompts, calibration)
         return planned_model_version(self.settings, prompts, calibration)

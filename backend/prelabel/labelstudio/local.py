@@ -56,7 +56,7 @@ def ensure_label_studio(venv_dir: Path, version: str = "1.23.2") -> Path:
         [str(venv_dir / "bin" / "python"), "-m", "pip", "install", f"label-studio=={version}"],
     ]
     for cmd in steps:
-        print(f"[ls_local] $ {' '.join(cmd)}", file=sys.stderr, flush=True)
+        print(f"[prelabel.labelstudio.local] $ {' '.join(cmd)}", file=sys.stderr, flush=True)
         returncode = subprocess.run(cmd, env=_clean_env(), stdin=subprocess.DEVNULL).returncode  # output streams
         if returncode != 0:
             raise LabelStudioError(f"installing Label Studio {version} into {venv_dir} failed "

@@ -57,7 +57,7 @@ class LabelStudioPredictor:
 
     @property
     def calibration(self) -> Calibration | None:
-        return self.learned.calibration if self.learned else None
+        return self.learned.scoring() if self.learned else None
 
     def model_version(self, config: LabelConfig) -> str:
         return self.labeler.model_version(config.prompts, self.calibration)

@@ -134,18 +134,33 @@ def write_ranking(ranked: Sequence[RankedTask], path: Path) -> None:
         writer.writerows(rows)
 
 
-def save_review_views(api: LabelStudioClient, project: int, review_threshold: float) -> dict[str, int]:
-    """Data Manager tabs: every task by ascending prediction score, and the tasks below the review threshold.
+# What a reviewer needs in a review tab: the task, its image, the score it is sorted by, and who did what.
+REVIEW_COLUMNS = ("tasks:id", "tasks:predictions_score", "tasks:total_annotations", "tasks:annotators")
+
+
+def hidden_columns(client: LabelStudioClient, project: int) -> dict[str, list[str]]:
+    """Every Data Manager column of the project but the task data (the image) and :data:`REVIEW_COLUMNS`, in
+    the ``hiddenColumns`` form of a view (keys as Label Studio builds them: ``tasks:[data.]<id>``)."""
+    columns = client.call("GET", "/api/dm/columns", params={"project": project}).get("columns", [])
+    keys = [f"tasks:{'data.' if c.get('parent') == 'data' else ''}{c['id']}" for c in columns
+            if c.get("target", "tasks") == "tasks" and c.get("id") != "data"]
+    hidden = [key for key in keys if key not in REVIEW_COLUMNS and not key.startswith("tasks:data.")]
+    return {"explore": hidden, "labeling": hidden}
+
+
+def save_review_views(client: LabelStudioClient, project: int, review_threshold: float) -> dict[str, int]:
+    """Data Manager tabs: every task by ascending prediction score, and the tasks below the review threshold,
+    each showing only the columns a reviewer needs (the image thumbnail first).
 
     Label Studio computes the score column from predictions of the project's ``model_version``, which the
-    backend's /setup keeps pointed at its own version.
+    backend keeps pointed at its own version.
     """
-    ordering = {"ordering": ["tasks:predictions_score"]}
+    ordering = {"ordering": ["tasks:predictions_score"], "hiddenColumns": hidden_columns(client, project)}
     below = {"filters": {"conjunction": "and", "items": [
         {"filter": "filter:tasks:predictions_score", "operator": "less", "type": "Number", "value": review_threshold},
     ]}}
     return {
-        "most uncertain first": api.save_view(project, "prelabel: most uncertain first", ordering),
-        "needs review": api.save_view(project, f"prelabel: needs review (< {review_threshold:g})",
-                                      {**ordering, **below}),
+        "most uncertain first": client.save_view(project, "prelabel: most uncertain first", ordering),
+        "needs review": client.save_view(project, f"prelabel: needs review (< {review_threshold:g})",
+                                         {**ordering, **below}),
     }

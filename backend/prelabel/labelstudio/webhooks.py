@@ -8,6 +8,7 @@ from typing import Any
 
 from prelabel.core.errors import BadRequest
 from prelabel.feedback.service import FeedbackService
+from prelabel.labelstudio.accept import is_machine_accepted
 from prelabel.labelstudio.results import ResultError, result_shapes
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ def _annotation(service: FeedbackService, action: str, project: str, payload: Ma
     prediction = annotation.get("prediction")
     if not isinstance(prediction, dict) or not isinstance(prediction.get("result"), list):
         return {"status": "ignored", "reason": "the annotation did not start from a prediction"}
+    if is_machine_accepted(human):
+        return {"status": "ignored", "reason": "machine-accepted by prelabel accept, not a human judgement"}
     version = str(prediction.get("model_version") or "")
     if not version.startswith("prelabel"):
         return {"status": "ignored", "reason": f"the prediction is from another model ({version!r})"}

@@ -77,6 +77,9 @@ class Labeler:
         regions = self.detector.detect(image, labels, cfg.box_threshold, cfg.text_threshold)
         keep = nms_per_label(regions.boxes_xyxy, regions.scores, regions.label_ids, cfg.nms_iou)
         regions = regions.select(keep[: cfg.max_detections])
+        correct_boxes = getattr(calibration, "correct_boxes", None)  # learned from annotators' adjustments
+        if correct_boxes is not None:
+            regions = correct_boxes(regions)
         detected = time.perf_counter()
         if with_masks and self.segmenter is not None:
             masks, mask_scores = self.segmenter.segment_boxes(image, regions.boxes_xyxy)

@@ -5,10 +5,13 @@ On SIGTERM gunicorn stops accepting connections and lets in-flight requests fini
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from prelabel.core.errors import PrelabelError
 from prelabel.labelstudio.backend import create_app
 from prelabel.server.observability import configure_logging
 from prelabel.settings import Settings
@@ -29,8 +32,30 @@ class _Gunicorn(BaseApplication):
         return create_app(self.settings)
 
 
+class BindError(PrelabelError):
+    """The address to serve on cannot be bound."""
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Fail at once, naming the fix, when ``host:port`` cannot be bound (gunicorn would retry, then say
+    "Can't connect")."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(f"cannot serve on {host}:{port}: {exc.strerror} (--host)") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            why = "is already in use (another prelabel serve?)" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise BindError(f"cannot serve on {host}:{port}: the port {why}; choose another with --port") from exc
+
+
 def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 8, timeout: int = 300) -> None:
     """Run the backend; each worker process loads the models once (in the background, at start-up)."""
+    check_bindable(host, port)
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,

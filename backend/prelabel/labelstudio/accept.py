@@ -1,0 +1,106 @@
+"""``prelabel accept`` in Label Studio: turn the predictions that clear the precision cut into annotations.
+
+A task without annotations whose newest prelabel prediction has at least one region and every region at or
+above the cut (:mod:`prelabel.feedback.accept`) becomes an annotation: the prediction's result, each item
+marked ``prelabel.machine_accepted`` and with the region note ``prelabel: machine-accepted``, started from the
+prediction (``parent_prediction``). The webhooks ignore these annotations (they are not human judgements);
+``undo_project`` deletes them again. Tasks that already have an annotation are never touched, so a second
+run changes nothing. The other tasks are listed most-uncertain first, and the Data Manager tab
+``prelabel: to review (most uncertain first)`` shows the unannotated ones in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from prelabel.core.features import FEATURES
+from prelabel.feedback.accept import PrecisionCut
+from prelabel.feedback.validation import Confidence, confidence_of
+from prelabel.labelstudio.client import LabelStudioClient
+
+MACHINE_NOTE = "prelabel: machine-accepted"
+REVIEW_TAB = "prelabel: to review (most uncertain first)"
+
+
+def region_confidences(prediction: dict[str, Any], calibration: Confidence | None) -> np.ndarray:
+    """The current model's confidence of each region of a stored prediction (from its prelabel signals;
+    an item without them keeps its stored ``score``)."""
+    out = []
+    for item in prediction.get("result") or []:
+        features = (item.get("prelabel") or {}).get("features") or {}
+        if all(name in features for name in FEATURES):
+            row = np.array([[features[name] for name in FEATURES]], dtype=np.float64)
+            out.append(float(confidence_of(calibration, row)[0]))
+        else:
+            out.append(float(item.get("score") or 0.0))
+    return np.array(out)
+
+
+def is_machine_accepted(result: Sequence[Any]) -> bool:
+    """Whether an annotation's result was made by :func:`accept_project` (not a human judgement)."""
+    return bool(result) and all(isinstance(r, dict) and (r.get("prelabel") or {}).get("machine_accepted")
+                                for r in result)
+
+
+def _newest_prediction(task: dict[str, Any]) -> dict[str, Any] | None:
+    ours = [p for p in task.get("predictions") or [] if str(p.get("model_version") or "").startswith("prelabel")]
+    return max(ours, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0)) if ours else None
+
+
+def machine_result(prediction: dict[str, Any], confidences: np.ndarray, version: str | None) -> list[dict[str, Any]]:
+    """A prediction's result as annotation result items marked machine-accepted."""
+    items = []
+    for item, confidence in zip(prediction["result"], confidences):
+        clean = {k: v for k, v in item.items() if k not in ("score", "prelabel", "meta", "readonly")}
+        clean["meta"] = {"text": [f"{MACHINE_NOTE} (confidence {confidence:.2f})"]}
+        clean["prelabel"] = {"machine_accepted": True, "confidence": round(float(confidence), 4),
+                             "model_version": version, "region": (item.get("prelabel") or {}).get("region")}
+        items.append(clean)
+    return items
+
+
+def accept_project(api: LabelStudioClient, project: int, cut: PrecisionCut, calibration: Confidence | None,
+                   dry_run: bool = False, views: bool = True) -> dict[str, Any]:
+    """Accept the safe tasks of a Label Studio project."""
+    accepted, routed, annotated, no_prediction = [], [], 0, 0
+    for task in api.tasks(project):
+        if task.get("total_annotations") or task.get("annotations"):
+            annotated += 1
+            continue
+        prediction = _newest_prediction(task)
+        if prediction is None or not prediction.get("result"):
+            no_prediction += 1
+            continue
+        confidences = region_confidences(prediction, calibration)
+        if cut.cut is not None and bool((confidences >= cut.cut).all()):
+            accepted.append(task["id"])
+            if not dry_run:
+                api.call("POST", f"/api/tasks/{task['id']}/annotations", json={
+                    "result": machine_result(prediction, confidences, prediction.get("model_version")),
+                    "parent_prediction": prediction.get("id"), "lead_time": 0})
+        else:
+            routed.append((float(confidences.min()), task["id"]))
+    routed.sort()
+    view = None
+    if views and not dry_run:
+        view = api.save_view(project, REVIEW_TAB, {
+            "ordering": ["tasks:predictions_score"],
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}})
+    return {"project": project, **cut.to_dict(), "accepted": len(accepted), "accepted_tasks": accepted,
+            "to_review": [task for _, task in routed], "already_annotated": annotated,
+            "without_prediction": no_prediction, "dry_run": dry_run, "review_view": view}
+
+
+def undo_project(api: LabelStudioClient, project: int) -> int:
+    """Delete every machine-accepted annotation of a project; returns how many."""
+    removed = 0
+    for task in api.tasks(project):
+        for annotation in task.get("annotations") or []:
+            if is_machine_accepted(annotation.get("result") or []):
+                api.call("DELETE", f"/api/annotations/{annotation['id']}")
+                removed += 1
+    return removed
