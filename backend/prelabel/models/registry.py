@@ -93,7 +93,7 @@ def _check_hub(kind: str, spec: str) -> None:
     if isinstance(try_to_load_from_cache(spec, "config.json"), str):
         return
     hint = (f"download it where there is a network (`hf download {spec} --local-dir /models/{spec.split('/')[-1]}`) "
-            f"and pass the folder with --{kind} / PRELABEL_{kind.upper()}, or use random-tiny / random-full")
+            f"and pass that local folder with --{kind} / PRELABEL_{kind.upper()}, or use random-tiny / random-full")
     if constants.HF_HUB_OFFLINE:
         raise ModelLoadError(f"the {kind} {spec!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
                              f"set: {hint}")
