@@ -19,7 +19,9 @@ from transformers import (
     SamProcessor,
 )
 
+from prelabel.models.base import Detector
 from prelabel.models.defaults import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
+from prelabel.models.families import MODEL_TYPES, family_of_random, load_family_detector
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.random_weights import (
     RANDOM_DETECTOR_SPECS,
@@ -83,13 +85,17 @@ def _load_error(kind: str, spec: str, exc: Exception) -> ModelLoadError:
 
 
 @lru_cache(maxsize=4)
-def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str = "fp32") -> GroundingDinoDetector:
-    """A Grounding DINO detector from a hub id, a local folder, or ``random-tiny``/``random-full``.
+def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str = "fp32") -> Detector:
+    """A detector from a hub id, a local folder, or a ``random-*`` spec.
 
-    Loaded once per process and spec (the result is cached).
+    The family (Grounding DINO, MM Grounding DINO / LLMDet, OWLv2, SAM 3) is the random spec's, else the
+    ``model_type`` of the folder's or hub model's ``config.json``. Loaded once per process and spec.
     """
     torch.set_flush_denormal(True)
     device, torch_dtype = pick_device(device), pick_dtype(dtype)
+    family = family_of_random(spec)
+    if family is not None:
+        return load_family_detector(spec, family, True, device, torch_dtype)
     if spec in RANDOM_SEGMENTER_SPECS and spec not in RANDOM_DETECTOR_SPECS:
         raise ModelLoadError(f"{spec!r} is a segmenter; random detectors are {', '.join(RANDOM_DETECTOR_SPECS)}")
     if spec in RANDOM_DETECTOR_SPECS:
@@ -102,6 +108,13 @@ def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str
         )
     _check_local("detector", spec)
     try:
+        kind = AutoConfig.from_pretrained(spec).model_type
+        family = MODEL_TYPES.get(kind)
+        if family is None:
+            raise ModelLoadError(f"the detector {spec!r} is a {kind!r} model; supported model types are "
+                                 f"{', '.join(MODEL_TYPES)}")
+        if family != "grounding-dino":
+            return load_family_detector(spec, family, False, device, torch_dtype)
         model = GroundingDinoForObjectDetection.from_pretrained(spec)
         processor = GroundingDinoProcessor(
             GroundingDinoImageProcessorPil.from_pretrained(spec), AutoTokenizer.from_pretrained(spec)
