@@ -39,10 +39,11 @@ def clip_char_vocab() -> dict[str, int]:
     """A CLIP BPE vocabulary that spells lowercase text letter by letter (no merges needed).
 
     CLIP's BPE marks the last symbol of a word with ``</w>``; both forms of every character are present,
-    so any label made of lowercase letters, digits and punctuation tokenizes without unknown tokens.
+    so any label made of lowercase letters, digits and punctuation tokenizes without unknown tokens. The
+    special tokens come last, as in CLIP's vocabulary (OWLv2 treats a query starting with id 0 as padding).
     """
     chars = string.ascii_lowercase + string.digits + string.punctuation
-    tokens = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]
+    tokens = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
     return {token: i for i, token in enumerate(tokens)}
 
 
