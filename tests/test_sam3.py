@@ -211,3 +211,19 @@ def test_exemplar_boxes_find_instances_of_that_label(labeler, image):
     assert detector.encoder_calls == before, "exemplar prompts reuse the cached vision features"
     with pytest.raises(ValueError, match="positive"):
         detector.find_similar(image, LABELS, "car", np.zeros((0, 4)))
+
+
+def test_sam3_tracker_alone_is_a_segmenter_behind_another_detector(folder, image):
+    from prelabel.models.registry import load_segmenter
+    from prelabel.models.sam3 import Sam3TrackerSegmenter
+
+    seg = load_segmenter("random-tiny-sam3", "cpu", "fp32", 64)
+    assert isinstance(seg, Sam3TrackerSegmenter) and seg.random_weights
+    masks, scores = seg.segment_boxes(image, np.array([[5, 5, 60, 50], [40, 20, 135, 85]], np.float32))
+    assert masks.shape == (2, 90, 140) and ((scores >= 0) & (scores <= 1)).all()
+    seg.segment_points(image, np.array([[10.0, 80.0]]), np.array([1]))
+    assert seg.encoder_calls == seg.own_encoder_calls == 1
+    labeler = Labeler.from_specs("random-tiny", str(folder), device="cpu", config=LabelerConfig(box_threshold=0.0))
+    regions = labeler.predict(image, LABELS)
+    assert len(regions) > 0 and regions.masks.shape == (len(regions), 90, 140)
+    assert regions.meta["segmenter"] == f"{folder}#tracker"

@@ -101,3 +101,28 @@ def _sam3_preprocessor(spec: str):
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def is_sam3_tracker_spec(spec: str) -> bool:
+    """Whether a segmenter spec names SAM 3's tracker (a random SAM 3 spec or a SAM 3 / tracker folder)."""
+    return spec in SAM3_SPECS or model_type_of(spec) in ("sam3_tracker", "sam3_video") or (
+        model_type_of(spec) == "sam3" and (Path(spec).expanduser() / TRACKER_FOLDER / "config.json").is_file())
+
+
+def load_sam3_tracker_segmenter(spec: str, device: str, dtype: torch.dtype, cache_bytes: int):
+    """SAM 3's tracker alone as a box/point segmenter (its own ViT), e.g. behind another detector."""
+    from transformers import Sam3TrackerModel
+
+    from prelabel.models.sam3 import Sam3Preprocessor, Sam3TrackerSegmenter
+
+    if spec in SAM3_SPECS:
+        _, tracker, _, preprocessor = build_sam3(spec)
+        return Sam3TrackerSegmenter(tracker, spec, True, device, dtype, cache_bytes,
+                                    preprocessor=Sam3Preprocessor.from_dict(preprocessor))
+    folder = Path(spec).expanduser()
+    source = folder / TRACKER_FOLDER if (folder / TRACKER_FOLDER / "config.json").is_file() else folder
+    tracker = Sam3TrackerModel.from_pretrained(source)
+    config = next((p / "preprocessor_config.json" for p in (source, folder) if (p / "preprocessor_config.json").is_file()),
+                  None)
+    preprocessor = Sam3Preprocessor.from_pretrained(config.parent) if config is not None else None
+    return Sam3TrackerSegmenter(tracker, spec, False, device, dtype, cache_bytes, preprocessor=preprocessor)

@@ -21,7 +21,13 @@ from transformers import (
 
 from prelabel.models.base import Detector
 from prelabel.models.defaults import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
-from prelabel.models.families import MODEL_TYPES, family_of_random, load_family_detector
+from prelabel.models.families import (
+    MODEL_TYPES,
+    family_of_random,
+    is_sam3_tracker_spec,
+    load_family_detector,
+    load_sam3_tracker_segmenter,
+)
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.random_weights import (
     RANDOM_DETECTOR_SPECS,
@@ -140,6 +146,13 @@ def load_segmenter(
         raise ModelLoadError(f"unknown SAM runtime {runtime!r}; use one of {', '.join(SAM_RUNTIMES)}")
     if runtime != "torch" and (device != "cpu" or torch_dtype != torch.float32):
         raise ModelLoadError(f"the {runtime} runtime is for fp32 models on the CPU; on {device} use --dtype fp16/bf16")
+    if is_sam3_tracker_spec(spec):
+        if runtime != "torch":
+            raise ModelLoadError(f"SAM 3's tracker runs only with the torch runtime, not {runtime!r}")
+        try:
+            return load_sam3_tracker_segmenter(spec, device, torch_dtype, cache_mb * 1024**2)
+        except (OSError, ValueError) as exc:
+            raise _load_error("segmenter", spec, exc) from exc
     model = _segmenter_model(spec)
     if runtime == "int8":
         quantize_encoder_int8(model)
