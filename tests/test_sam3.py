@@ -227,3 +227,11 @@ def test_sam3_tracker_alone_is_a_segmenter_behind_another_detector(folder, image
     regions = labeler.predict(image, LABELS)
     assert len(regions) > 0 and regions.masks.shape == (len(regions), 90, 140)
     assert regions.meta["segmenter"] == f"{folder}#tracker"
+
+
+def test_cached_features_share_the_position_encodings(labeler):
+    detector = labeler.detector
+    a = detector.vision_features(np.full((30, 40, 3), 1, np.uint8))
+    b = detector.vision_features(np.full((30, 40, 3), 2, np.uint8))
+    assert all(x is y for x, y in zip(a.vision.fpn_position_encoding, b.vision.fpn_position_encoding))
+    assert a.nbytes == sum(t.numel() * 4 for t in [a.vision.last_hidden_state, *a.vision.fpn_hidden_states])

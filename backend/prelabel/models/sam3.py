@@ -214,7 +214,8 @@ class Sam3Features:
 
     @property
     def nbytes(self) -> int:
-        tensors = [self.vision.last_hidden_state, *self.vision.fpn_hidden_states, *self.vision.fpn_position_encoding]
+        """Bytes of this image's own tensors (the position encodings are shared by every image of one size)."""
+        tensors = [self.vision.last_hidden_state, *self.vision.fpn_hidden_states]
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -252,8 +253,10 @@ class Sam3ConceptSegmenter:
         self.max_text_tokens = int(model.config.text_config.max_position_embeddings)
         self.cache: LRUBytesCache[Sam3Features] = LRUBytesCache(cache_bytes)
         self._text_cache: OrderedDict[str, tuple[Any, torch.Tensor]] = OrderedDict()
+        self._positions: dict[tuple, torch.Tensor] = {}
         self._vit_calls = 0
         self._lock = threading.Lock()
+        self._text_lock = threading.Lock()
         self.tracker: Sam3TrackerSegmenter | None = None
         if tracker is not None:
             shared = tracker.vision_encoder.backbone is model.vision_encoder.backbone
@@ -288,19 +291,30 @@ class Sam3ConceptSegmenter:
                 return cached
             pixel_values = self.preprocessor(image).to(device=self.device, dtype=self.dtype)
             vision = self.model.get_vision_features(pixel_values=pixel_values)
+            vision.fpn_position_encoding = tuple(self._shared(t) for t in vision.fpn_position_encoding)
             self._vit_calls += 1
             features = Sam3Features(vision, tuple(image.shape[:2]))
             self.cache.put(key, features, features.nbytes)
             return features
+
+    def _shared(self, encoding: torch.Tensor) -> torch.Tensor:
+        """One copy of each FPN position encoding (image-independent; ~110 MB per image at 1008 px otherwise)."""
+        key = (tuple(encoding.shape), encoding.dtype)
+        kept = self._positions.get(key)
+        if kept is not None and torch.equal(kept, encoding):
+            return kept
+        self._positions[key] = encoding
+        return encoding
 
     # --- text side ------------------------------------------------------------------------------------
     @torch.inference_mode()
     def text_features(self, phrase: str) -> tuple[Any, torch.Tensor]:
         """The projected text features and attention mask of one phrase (cached, 256 phrases)."""
         phrase = phrase.lower().strip()
-        if phrase in self._text_cache:
-            self._text_cache.move_to_end(phrase)
-            return self._text_cache[phrase]
+        with self._text_lock:
+            if phrase in self._text_cache:
+                self._text_cache.move_to_end(phrase)
+                return self._text_cache[phrase]
         n_tokens = len(self.tokenizer(phrase)["input_ids"])
         if n_tokens > self.max_text_tokens:
             raise ValueError(f"the prompt {phrase!r} needs {n_tokens} tokens; SAM 3's text encoder takes "
@@ -309,9 +323,10 @@ class Sam3ConceptSegmenter:
         input_ids = tokens["input_ids"].to(self.device)
         attention_mask = tokens["attention_mask"].to(self.device)
         text = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        self._text_cache[phrase] = (text, attention_mask)
-        while len(self._text_cache) > 256:
-            self._text_cache.popitem(last=False)
+        with self._text_lock:
+            self._text_cache[phrase] = (text, attention_mask)
+            while len(self._text_cache) > 256:
+                self._text_cache.popitem(last=False)
         return text, attention_mask
 
     # --- prompts to instances -------------------------------------------------------------------------
