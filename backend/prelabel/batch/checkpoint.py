@@ -74,9 +74,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any
     try:
         parsed = [json.loads(line) for line in lines]
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is corrupt ({exc}); rerun with --restart to start over") from exc
+        raise PrelabelError(f"{path} is corrupt ({exc}); rerun with --restart to start over") from exc
     if not parsed or "header" not in parsed[0]:
-        raise ValueError(f"{path} is not a prelabel batch checkpoint; rerun with --restart to start over")
+        raise PrelabelError(f"{path} is not a prelabel batch checkpoint; rerun with --restart to start over")
     return parsed[0]["header"], {record["key"]: record for record in parsed[1:]}, complete
 
 

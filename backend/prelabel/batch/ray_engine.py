@@ -16,6 +16,7 @@ import numpy as np
 from prelabel.batch.checkpoint import Checkpoint
 from prelabel.batch.runner import BatchOptions, label_item, progress
 from prelabel.batch.sources import ImageItem, ImageLoader
+from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.labelstudio.client import LabelStudioAccess
 from prelabel.pipeline import build_labeler
@@ -63,7 +64,7 @@ def run_ray(
     try:
         import ray
     except ImportError as exc:
-        raise RuntimeError("--engine ray needs the ray extra: pip install 'prelabel[ray]'") from exc
+        raise PrelabelError("--engine ray needs the ray extra: pip install 'prelabel[ray]'") from exc
     if not ray.is_initialized():
         init: dict[str, Any] = {"address": resources.address, "include_dashboard": False,
                                 "log_to_driver": False}

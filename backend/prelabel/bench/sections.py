@@ -17,6 +17,7 @@ from prelabel.bench.naive import NaiveReference
 from prelabel.bench.report import Report, Row
 from prelabel.bench.server import ServerHarness
 from prelabel.bench.timing import Case, ModelTimer, interleaved, mask_iou, median, median_ratio, peak_rss_mb, rss_mb
+from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import box_iou
 from prelabel.core.labels import LabelPrompt
 from prelabel.models.cache import image_key
@@ -98,7 +99,7 @@ def throughput(b: Bench) -> None:
     """
     det, seg = b.labeler.detector, b.segmenter
     if seg.image_processor is None:
-        raise ValueError("the throughput section drives SAM (not SAM 2) the naive way: pass a SAM --segmenter")
+        raise PrelabelError("the throughput section drives SAM (not SAM 2) the naive way: pass a SAM --segmenter")
     cfg = b.labeler.config
     naive = NaiveReference(det.model, det.processor, seg.model, SamProcessor(seg.image_processor),
                                         cfg.box_threshold, cfg.text_threshold, cfg.max_detections)

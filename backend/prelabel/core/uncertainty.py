@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.features import FEATURES
 from prelabel.core.geometry import box_iou, mask_to_box
 from prelabel.core.regions import Regions
@@ -77,7 +78,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         if list(data.get("features", [])) != list(FEATURES):
-            raise ValueError("the stored calibration was fitted on other features; fit again")
+            raise PrelabelError("the stored calibration was fitted on other features; fit again")
         return cls(tuple(float(c) for c in data["coef"]), float(data["intercept"]))
 
 

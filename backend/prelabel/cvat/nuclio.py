@@ -67,7 +67,7 @@ def init_detector(context: Any, function_dir: str | Path) -> None:
     try:
         labels = labels_from_function_yaml(spec_file)
     except ValueError as exc:
-        raise ValueError(
+        raise PrelabelError(
             f"{spec_file}: bad metadata.annotations.spec: {exc}. Generate it with "
             f"`prelabel cvat spec --labels ... --out {spec_file.name}`"
         ) from exc

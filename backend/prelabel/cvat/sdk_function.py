@@ -15,6 +15,7 @@ import numpy as np
 import PIL.Image
 from cvat_sdk import models
 
+from prelabel.core.errors import PrelabelError
 from prelabel.cvat.prompts import click_prompt, with_threshold
 from prelabel.cvat.shapes import sdk_interaction_shapes, sdk_shapes
 from prelabel.cvat.spec import CvatLabels
@@ -95,8 +96,8 @@ def create(
     if kind == "interactor":
         return InteractionFunction(build_labeler(central, **{**overrides, "detector": ""}))
     if kind != "detector":
-        raise ValueError(f"kind must be 'detector' or 'interactor', got {kind!r}")
+        raise PrelabelError(f"kind must be 'detector' or 'interactor', got {kind!r}")
     label_text = labels or central.labels
     if not label_text.strip():
-        raise ValueError("no labels given: pass -p labels=str:'cat,dog=puppy|dog' or set PRELABEL_LABELS")
+        raise PrelabelError("no labels given: pass -p labels=str:'cat,dog=puppy|dog' or set PRELABEL_LABELS")
     return DetectionFunction(build_labeler(central, **overrides), CvatLabels.parse(label_text, label_type))

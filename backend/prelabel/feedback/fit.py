@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.uncertainty import FEATURES
 from prelabel.feedback.matching import Outcome, RegionOutcome
@@ -176,7 +177,7 @@ def fit_feedback(
     box_correction, validation["box_correction"] = fit_box_correction(
         outcomes, groups, min_samples, current.box_correction if current else None)
     if not threshold_reports and not fitted_calibration:
-        raise ValueError(f"not enough feedback to fit: need {min_samples} judged regions "
+        raise PrelabelError(f"not enough feedback to fit: need {min_samples} judged regions "
                          f"(a label's, for its threshold; with prelabel's signals, for calibration)")
     metrics["validation"] = validation
     return Learned(thresholds, calibration, metrics, box_correction)

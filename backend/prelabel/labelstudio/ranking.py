@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.shapes import Shape
 from prelabel.labelstudio.client import LabelStudioClient
 from prelabel.labelstudio.results import result_shapes
@@ -114,11 +115,11 @@ def load_tasks(source: Path) -> list[dict[str, Any]]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+            raise PrelabelError(f"{path} is not valid JSON: {exc}") from exc
         if isinstance(data, list) and all(isinstance(t, dict) and "data" in t for t in data):
             tasks += data
     if not tasks:
-        raise ValueError(f"no Label Studio tasks (a JSON list of {{'data': ..., 'predictions': ...}}) in {source}")
+        raise PrelabelError(f"no Label Studio tasks (a JSON list of {{'data': ..., 'predictions': ...}}) in {source}")
     return tasks
 
 

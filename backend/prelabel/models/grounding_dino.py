@@ -10,7 +10,7 @@ import torch
 from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
 from prelabel.core.geometry import clip_boxes
-from prelabel.core.labels import LabelPrompt
+from prelabel.core.labels import LabelError, LabelPrompt
 from prelabel.core.regions import Regions
 
 
@@ -57,7 +57,7 @@ class GroundingDinoDetector:
             phrases = [p.lower() for p in label.prompts]
             cost = sum(self._count_tokens(p + ".") for p in phrases)
             if cost > self.max_prompt_tokens:
-                raise ValueError(
+                raise LabelError(
                     f"the prompts of label {label.name!r} need {cost} tokens; the text encoder takes "
                     f"{self.max_prompt_tokens}: shorten them"
                 )

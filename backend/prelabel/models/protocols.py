@@ -44,3 +44,33 @@ class Segmenter(Protocol):
     ) -> tuple[np.ndarray, float]:
         """One ``(H, W)`` bool mask and its predicted IoU from clicks (1 = object, 0 = background)."""
         ...
+
+
+class ConceptSegmenter(Detector, Protocol):
+    """A detector that segments what it finds (SAM 3): ``detect`` returns Regions with ``masks`` and
+    ``mask_scores``, so the pipeline runs no segmenter on them. It also answers exemplar prompts and clicks
+    on its cached image features."""
+
+    encoder_calls: int
+
+    def find_similar(
+        self,
+        image: np.ndarray,
+        labels: Sequence[LabelPrompt],
+        label: str | int,
+        positive_boxes: np.ndarray,
+        negative_boxes: np.ndarray | None = None,
+        threshold: float = 0.35,
+    ) -> Regions:
+        """Every instance like the positive exemplar pixel boxes (minus the negatives), as ``label``."""
+        ...
+
+    def segment_points(
+        self,
+        image: np.ndarray,
+        points: np.ndarray,
+        point_labels: np.ndarray,
+        box_xyxy: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, float]:
+        """One ``(H, W)`` bool mask and its predicted IoU from clicks, on the cached image features."""
+        ...

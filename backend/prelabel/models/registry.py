@@ -21,7 +21,15 @@ from transformers import (
 )
 
 from prelabel.core.errors import PrelabelError
+from prelabel.models.families import (
+    MODEL_TYPES,
+    family_of_random,
+    is_sam3_tracker_spec,
+    load_family_detector,
+    load_sam3_tracker_segmenter,
+)
 from prelabel.models.grounding_dino import GroundingDinoDetector
+from prelabel.models.protocols import Detector
 from prelabel.models.random_weights import SAM2_SPECS, build_grounding_dino, build_sam, build_sam2, random_sam_processor
 from prelabel.models.runtimes import SAM_RUNTIMES, OnnxImageEncoder, quantize_encoder_int8
 from prelabel.models.sam import SamSegmenter
@@ -121,13 +129,17 @@ def _load_error(kind: str, spec: str, exc: Exception) -> ModelLoadError:
 
 
 @lru_cache(maxsize=4)
-def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str = "fp32") -> GroundingDinoDetector:
-    """A Grounding DINO detector from a hub id, a local folder, or ``random-tiny``/``random-full``.
+def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str = "fp32") -> Detector:
+    """A detector from a hub id, a local folder, or a ``random-*`` spec.
 
-    Loaded once per process and spec (the result is cached).
+    The family (Grounding DINO, MM Grounding DINO / LLMDet, OWLv2, SAM 3) is the random spec's, else the
+    ``model_type`` of the folder's or hub model's ``config.json``. Loaded once per process and spec.
     """
     torch.set_flush_denormal(True)
     device, torch_dtype = pick_device(device), pick_dtype(dtype)
+    family = family_of_random(spec)
+    if family is not None:
+        return load_family_detector(spec, family, True, device, torch_dtype)
     if is_random(spec) and spec not in random_specs("detector"):
         raise ModelLoadError(f"{spec!r} is a segmenter; random detectors are {', '.join(random_specs('detector'))}")
     if is_random(spec):
@@ -140,6 +152,13 @@ def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str
         )
     check_spec("detector", spec)
     try:
+        kind = AutoConfig.from_pretrained(spec).model_type
+        family = MODEL_TYPES.get(kind)
+        if family is None:
+            raise ModelLoadError(f"the detector {spec!r} is a {kind!r} model; supported model types are "
+                                 f"{', '.join(MODEL_TYPES)}")
+        if family != "grounding-dino":
+            return load_family_detector(spec, family, False, device, torch_dtype)
         model = GroundingDinoForObjectDetection.from_pretrained(spec)
         processor = GroundingDinoProcessor(
             GroundingDinoImageProcessorPil.from_pretrained(spec), AutoTokenizer.from_pretrained(spec)
@@ -165,6 +184,13 @@ def load_segmenter(
         raise ModelLoadError(f"unknown SAM runtime {runtime!r}; use one of {', '.join(SAM_RUNTIMES)}")
     if runtime != "torch" and (device != "cpu" or torch_dtype != torch.float32):
         raise ModelLoadError(f"the {runtime} runtime is for fp32 models on the CPU; on {device} use --dtype fp16/bf16")
+    if is_sam3_tracker_spec(spec):
+        if runtime != "torch":
+            raise ModelLoadError(f"SAM 3's tracker runs only with the torch runtime, not {runtime!r}")
+        try:
+            return load_sam3_tracker_segmenter(spec, device, torch_dtype, cache_mb * 1024**2)
+        except (OSError, ValueError) as exc:
+            raise _load_error("segmenter", spec, exc) from exc
     model = _segmenter_model(spec)
     if runtime == "int8":
         quantize_encoder_int8(model)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers import SamModel, SamProcessor
 
+from prelabel.core.errors import BadRequest
 from prelabel.models.cache import LRUBytesCache, image_key
 
 
@@ -118,7 +119,7 @@ class SamSegmenter:
             box = np.asarray(box_xyxy, dtype=np.float32).reshape(2, 2)
             kwargs["input_boxes"] = torch.from_numpy(self._to_model_coords(box, embedding).reshape(1, 1, 4))
         if not kwargs:
-            raise ValueError("a click needs at least one point or a box")
+            raise BadRequest("a click needs at least one point or a box")
         masks, scores = self._decode(embedding, **kwargs)
         return masks[0], float(scores[0])
 

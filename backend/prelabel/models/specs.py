@@ -20,6 +20,12 @@ RANDOM_SPECS: dict[str, tuple[str, str]] = {
     "random-full-sam2-tiny": ("segmenter", "SAM 2.1 Hiera-tiny shapes"),
     "random-full-sam2-small": ("segmenter", "SAM 2.1 Hiera-small shapes"),
     "random-tiny-sam2": ("segmenter", "SAM 2.1, tiny config (tests)"),
+    "random-tiny-sam3": ("both", "SAM 3 concept model (detector) or its tracker (segmenter), tiny config"),
+    "random-full-sam3": ("both", "SAM 3 (facebook/sam3 shapes: ViT-L/14, 1008 px)"),
+    "random-tiny-owlv2": ("detector", "OWLv2, tiny config"),
+    "random-full-owlv2": ("detector", "OWLv2 ViT-B/16 shapes, 960 px"),
+    "random-tiny-mm-grounding-dino": ("detector", "MM Grounding DINO / LLMDet, tiny config"),
+    "random-full-mm-grounding-dino": ("detector", "MM Grounding DINO Swin-T shapes"),
 }
 
 

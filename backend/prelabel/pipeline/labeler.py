@@ -81,14 +81,18 @@ class Labeler:
         if correct_boxes is not None:
             regions = correct_boxes(regions)
         detected = time.perf_counter()
-        if with_masks and self.segmenter is not None:
+        masks_from_detector = regions.masks is not None  # SAM 3 segments itself: no second image encoder
+        if not with_masks and masks_from_detector:
+            regions = replace(regions, masks=None).with_data(mask_score=None)
+        elif with_masks and self.segmenter is not None and not masks_from_detector:
             masks, mask_scores = self.segmenter.segment_boxes(image, regions.boxes_xyxy)
             regions = regions.with_masks(masks, mask_scores)
         thresholds = [cfg.box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels]
         regions = score_regions(regions, thresholds, calibration)
         meta = {
+            **regions.meta,  # the detector's own provenance (SAM 3: per-label presence)
             "detector": self.detector.model_id,
-            "segmenter": self.segmenter.model_id if self.segmenter and with_masks else None,
+            "segmenter": self.segmenter.model_id if self.segmenter and with_masks and not masks_from_detector else None,
             "random_weights": self.random_weights,
             "model_version": self.model_version(labels, calibration),
             "seconds": {"detect": round(detected - started, 4), "segment": round(time.perf_counter() - detected, 4)},
@@ -102,8 +106,42 @@ class Labeler:
         point_labels: np.ndarray,
         box_xyxy: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float]:
-        """An interactive mask from clicks and/or a box; reuses the cached image embedding."""
-        if self.segmenter is None:
+        """An interactive SAM mask from clicks and/or a box; reuses the cached image embedding.
+
+        Without a segmenter, a detector that segments clicks itself (SAM 3's tracker on its cached
+        vision features) answers them.
+        """
+        segmenter = self.segmenter if self.segmenter is not None else self.detector
+        if not hasattr(segmenter, "segment_points"):
             raise PrelabelError("interactive segmentation needs a segmenter; none is configured "
                                 "(set PRELABEL_SEGMENTER / --segmenter)")
-        return self.segmenter.segment_points(image, points, point_labels, box_xyxy)
+        return segmenter.segment_points(image, points, point_labels, box_xyxy)
+
+    def find_similar(
+        self,
+        image: np.ndarray,
+        labels: Sequence[LabelPrompt],
+        label: str,
+        positive_boxes: np.ndarray,
+        negative_boxes: np.ndarray | None = None,
+        calibration: Calibration | None = None,
+    ) -> Regions:
+        """"Label one, find all": every instance like the exemplar pixel boxes, as ``label`` (SAM 3 detectors).
+
+        Positive boxes are drawn instances of ``label``; negative boxes are false hits to steer away from.
+        The result is thresholded, NMS-ed and scored like :meth:`predict`.
+        """
+        if not hasattr(self.detector, "find_similar"):
+            name = self.detector.model_id if self.detector else "none"
+            raise PrelabelError(f"exemplar prompts need a SAM 3 detector (PRELABEL_DETECTOR); the detector is {name!r}")
+        cfg = self.config
+        started = time.perf_counter()
+        regions = self.detector.find_similar(image, labels, label, positive_boxes, negative_boxes, cfg.box_threshold)
+        keep = nms_per_label(regions.boxes_xyxy, regions.scores, regions.label_ids, cfg.nms_iou)
+        regions = regions.select(keep[: cfg.max_detections])
+        thresholds = [cfg.box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels]
+        regions = score_regions(regions, thresholds, calibration)
+        meta = {**regions.meta, "detector": self.detector.model_id, "segmenter": None,
+                "random_weights": self.random_weights, "model_version": self.model_version(labels, calibration),
+                "seconds": {"detect": round(time.perf_counter() - started, 4), "segment": 0.0}}
+        return replace(regions, meta=meta)

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import nms_per_label
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
@@ -20,9 +21,9 @@ def tile_windows(width: int, height: int, size: int, overlap: float) -> list[tup
     """``(x1, y1, x2, y2)`` windows of at most ``size`` pixels covering the image, overlapping by ``overlap``
     (a fraction of ``size``); the last row and column are aligned to the image edge."""
     if size < 16:
-        raise ValueError(f"--tile must be at least 16 pixels, got {size}")
+        raise PrelabelError(f"--tile must be at least 16 pixels, got {size}")
     if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"--overlap must lie in [0, 1), got {overlap}")
+        raise PrelabelError(f"--overlap must lie in [0, 1), got {overlap}")
     stride = max(1, round(size * (1 - overlap)))
     return [(x, y, min(x + size, width), min(y + size, height))
             for y in _starts(height, size, stride) for x in _starts(width, size, stride)]

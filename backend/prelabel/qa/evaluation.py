@@ -15,6 +15,7 @@ from pycocotools.cocoeval import COCOeval
 
 # COCOeval.stats positions of the numbers we report.
 SUMMARY = {"AP": 0, "AP50": 1, "AP75": 2, "AP_small": 3, "AP_medium": 4, "AP_large": 5, "AR100": 8}
+from prelabel.core.errors import PrelabelError
 
 
 def load_coco(path: Path) -> COCO:
@@ -32,14 +33,14 @@ def prediction_results(gt: COCO, predictions: Any) -> list[dict[str, Any]]:
     if isinstance(predictions, list):
         return predictions
     if not isinstance(predictions, dict) or "annotations" not in predictions:
-        raise ValueError("predictions must be a COCO results list or a COCO instances document")
+        raise PrelabelError("predictions must be a COCO results list or a COCO instances document")
     gt_image = {image["file_name"]: image["id"] for image in gt.dataset["images"]}
     gt_category = {category["name"]: category["id"] for category in gt.dataset["categories"]}
     image_of = {image["id"]: image["file_name"] for image in predictions["images"]}
     category_of = {category["id"]: category["name"] for category in predictions["categories"]}
     unknown = sorted(set(category_of.values()) - set(gt_category))
     if unknown:
-        raise ValueError(f"prediction categories not in the ground truth: {', '.join(unknown)}")
+        raise PrelabelError(f"prediction categories not in the ground truth: {', '.join(unknown)}")
     results = []
     for annotation in predictions["annotations"]:
         file_name = image_of[annotation["image_id"]]

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from flask import Flask, g, request
 
-from prelabel.core.errors import Unavailable
+from prelabel.core.errors import PrelabelError, Unavailable
 
 
 class Overloaded(Unavailable):
@@ -27,7 +27,7 @@ class ModelGate:
 
     def __init__(self, max_in_flight: int = 1, max_queue: int = 16, queue_timeout_s: float = 30.0) -> None:
         if max_in_flight < 1 or max_queue < 0:
-            raise ValueError("max_in_flight must be >= 1 and max_queue >= 0")
+            raise PrelabelError("max_in_flight must be >= 1 and max_queue >= 0")
         self.max_in_flight, self.max_queue, self.queue_timeout_s = max_in_flight, max_queue, queue_timeout_s
         self._slots = threading.Semaphore(max_in_flight)
         self._lock = threading.Lock()

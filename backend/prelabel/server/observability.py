@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 
+from prelabel.core.errors import PrelabelError
 from prelabel.pipeline.labeler import Labeler
 from prelabel.server.limits import ModelGate
 
@@ -41,7 +42,7 @@ class RequestIdFilter(logging.Filter):
 def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
     """Root logging to stderr as one JSON object per line (``fmt="json"``) or plain text, with request ids."""
     if fmt not in ("json", "text"):
-        raise ValueError(f"log_format must be 'json' or 'text', got {fmt!r}")
+        raise PrelabelError(f"log_format must be 'json' or 'text', got {fmt!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     if fmt == "json":
