@@ -15,6 +15,7 @@ from prelabel.core.labels import LabelPrompt
 OUTPUT_TAGS = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels", "BrushLabels": "brushlabels"}
 # Control tags whose smart-tool clicks/boxes arrive as interactive context.
 CONTEXT_TAGS = {"KeyPointLabels": "keypointlabels", "RectangleLabels": "rectanglelabels"}
+EXEMPLAR_PREFIX = "exemplar"
 
 
 class LabelConfigError(PrelabelError):
@@ -43,6 +44,7 @@ class LabelConfig:
     image_key: str  # the task data key holding the image URL ("image" for value="$image")
     controls: tuple[Control, ...]
     prompts: tuple[LabelPrompt, ...]  # one per distinct label, in config order
+    exemplar_controls: tuple[str, ...] = ()  # smart RectangleLabels named "exemplar...": "label one, find all"
 
     @property
     def needs_masks(self) -> bool:
@@ -65,9 +67,12 @@ def parse_label_config(xml: str, prompt_map: Mapping[str, LabelPrompt] | None = 
     if not images:
         raise LabelConfigError("the labeling config has no <Image> tag; prelabel pre-labels images only")
     prompt_map = prompt_map or {}
-    controls, prompts = [], {}
+    controls, prompts, exemplars = [], {}, []
     for el in root.iter():
         if el.tag not in OUTPUT_TAGS:
+            continue
+        if el.tag == "RectangleLabels" and is_exemplar_control(el.get("name", "")):
+            exemplars.append(el.get("name", ""))
             continue
         to_name = el.get("toName", "")
         if to_name not in images:
@@ -87,7 +92,12 @@ def parse_label_config(xml: str, prompt_map: Mapping[str, LabelPrompt] | None = 
     value = images[image_name]
     if not value.startswith("$"):
         raise LabelConfigError(f"<Image name={image_name!r}> must take its URL from task data, e.g. value=\"$image\"")
-    return LabelConfig(image_name, value[1:], tuple(controls), tuple(prompts.values()))
+    return LabelConfig(image_name, value[1:], tuple(controls), tuple(prompts.values()), tuple(exemplars))
+
+
+def is_exemplar_control(name: str) -> bool:
+    """A RectangleLabels control named ``exemplar...`` takes exemplar boxes; prelabel never fills it."""
+    return name.lower().startswith(EXEMPLAR_PREFIX)
 
 
 def _labels(el: Element, prompt_map: Mapping[str, LabelPrompt], prompts: dict[str, LabelPrompt]) -> list[str]:

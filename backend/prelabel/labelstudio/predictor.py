@@ -95,33 +95,49 @@ class LabelStudioPredictor:
     def interactive(
         self, task: dict[str, Any], config: LabelConfig, context: dict[str, Any], access: LabelStudioAccess | None
     ) -> dict[str, Any]:
-        """A SAM mask from smart-tool clicks (KeyPointLabels) and/or a smart box (RectangleLabels)."""
+        """A mask from smart-tool clicks (KeyPointLabels) and/or a smart box (RectangleLabels); with boxes from
+        an ``exemplar`` control, every similar instance of the box's label ("label one, find all", SAM 3)."""
         items = [c for c in context.get("result") or [] if isinstance(c, dict) and c.get("type") in CONTEXT_TAGS.values()]
         if not items:
             raise BadRequest("interactive context holds no keypointlabels or rectanglelabels result")
         image = self._image(task, config, access)
         height, width = image.shape[:2]
+        names = [p.name for p in config.prompts]
         points, point_labels, box, label = [], [], None, None
+        exemplars: dict[bool, list[np.ndarray]] = {True: [], False: []}
         for item in items:
             value = item.get("value") or {}
             try:
                 x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
+                w, h = float(value.get("width", 0)) * width / 100, float(value.get("height", 0)) * height / 100
             except (KeyError, TypeError, ValueError) as exc:
-                raise BadRequest(f"context result without numeric x/y: {exc}") from exc
+                raise BadRequest(f"context result without numeric x/y/width/height: {exc}") from exc
             label = label or (value.get(item["type"]) or [None])[0]
             if item["type"] == "keypointlabels":
                 points.append([x, y])
                 point_labels.append(0 if item.get("is_positive") is False else 1)
+            elif item.get("from_name") in config.exemplar_controls:
+                exemplars[item.get("is_positive") is not False].append(np.array([x, y, x + w, y + h], np.float32))
             else:
-                w, h = float(value.get("width", 0)) * width / 100, float(value.get("height", 0)) * height / 100
                 box = np.array([x, y, x + w, y + h], dtype=np.float32)
-        names = [p.name for p in config.prompts]
         if label is not None and label not in names:
-            raise BadRequest(f"the clicked label {label!r} is not in the labeling config ({', '.join(names)})")
+            raise BadRequest(f"the label {label!r} is not in the labeling config ({', '.join(names)})")
+        if exemplars[True] or exemplars[False]:
+            return self._similar(image, config, label, exemplars)
         mask, score = self.labeler.click(image, np.array(points, dtype=np.float32).reshape(-1, 2),
                                          np.array(point_labels, dtype=np.int64), box)
         return {"model_version": self.model_version(config), "score": round(score, 4),
                 "result": self._mask_results(mask, score, config, label)}
+
+    def _similar(self, image: np.ndarray, config: LabelConfig, label: str | None,
+                 exemplars: dict[bool, list[np.ndarray]]) -> dict[str, Any]:
+        """Every instance like the positive exemplar boxes (negative ones steer away), in the output controls."""
+        if label is None or not exemplars[True]:
+            raise BadRequest("an exemplar prompt needs at least one positive box with a label")
+        negative = np.stack(exemplars[False]) if exemplars[False] else None
+        regions = self.labeler.find_similar(image, config.prompts, label, np.stack(exemplars[True]), negative,
+                                            self.calibration)
+        return prediction(regions, config, self.model_version(config), self.review_threshold)
 
     @staticmethod
     def _mask_results(mask: np.ndarray, score: float, config: LabelConfig, label: str | None) -> list[dict]:

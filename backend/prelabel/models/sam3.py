@@ -157,7 +157,7 @@ class Sam3Preprocessor:
 
         Resizing is torch's antialiased bilinear on uint8, the kernel torchvision's ``resize`` runs.
         """
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None]
         if pixels.shape[-2:] != (self.height, self.width):
             pixels = F.interpolate(pixels, (self.height, self.width), mode="bilinear", align_corners=False,
                                    antialias=True)
