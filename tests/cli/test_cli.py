@@ -50,3 +50,29 @@ def test_missing_labels_and_bad_model_are_one_line_errors(tmp_path):
     bad_model = run("predict", "a.png", "--labels", "cat", "--detector", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert bad_model.returncode == 2 and "local folder" in bad_model.stderr
     assert "Traceback" not in no_labels.stderr + bad_model.stderr
+
+
+def test_predict_and_batch_with_a_sam3_folder_need_no_segmenter(tmp_path):
+    """A SAM 3 folder written by save_pretrained as --detector: masks, polygons and boxes from the one model; the
+    default segmenter (not downloadable here) is not loaded at all."""
+    from prelabel.models.random_sam3 import save_sam3_folder
+
+    folder = save_sam3_folder(tmp_path / "sam3")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    labels = "car,car door=car door|door"
+    result = run("predict", "a.png", "--labels", labels, "--detector", str(folder), "--box-threshold", "0",
+                 "--out", "out.json", "--include-masks", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (image,) = json.loads((tmp_path / "out.json").read_text())["images"]
+    assert image["meta"]["segmenter"] is None and image["meta"]["detector"] == str(folder)
+    assert image["regions"] and all("mask_rle" in r for r in image["regions"])
+    assert {r["label"] for r in image["regions"]} <= {"car", "car door"}
+    (tmp_path / "images").mkdir()
+    (tmp_path / "a.png").rename(tmp_path / "images" / "a.png")
+    batch = run("batch", "images", "--labels", labels, "--detector", str(folder), "--box-threshold", "0",
+                "--out", "out", "--format", "coco,labelstudio", cwd=tmp_path)
+    assert batch.returncode == 0, batch.stderr
+    coco = json.loads((tmp_path / "out" / "coco.json").read_text())
+    assert coco["annotations"] and all("segmentation" in a for a in coco["annotations"])
+    tasks = json.loads((tmp_path / "out" / "labelstudio_tasks.json").read_text())
+    assert {r["type"] for r in tasks[0]["predictions"][0]["result"]} == {"rectanglelabels", "polygonlabels"}

@@ -4,9 +4,9 @@ real Label Studio."""
 
 import numpy as np
 import pytest
+from image_host import ImageHost
 from PIL import Image
 
-from image_host import ImageHost
 from prelabel.labelstudio.backend import create_app
 from prelabel.labelstudio.client import LabelStudioClient
 from prelabel.labelstudio.config import parse_label_config
@@ -93,7 +93,7 @@ def test_sam3_prelabels_clicks_and_finds_similar_through_the_backend(folder, hos
 @pytest.mark.e2e
 def test_sam3_in_a_real_label_studio(label_studio, folder, tmp_path):
     api = LabelStudioClient(label_studio.url, label_studio.token)
-    env = {"PRELABEL_DETECTOR": str(folder), "PRELABEL_SEGMENTER": "", "PRELABEL_BOX_THRESHOLD": "0.0",
+    env = {"PRELABEL_DETECTOR": str(folder), "PRELABEL_BOX_THRESHOLD": "0.0",  # the default segmenter: not loaded
            "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
            "PRELABEL_FEEDBACK_DB": str(tmp_path / "feedback.sqlite3")}
     backend = BackendProcess(env, tmp_path / "backend.log")

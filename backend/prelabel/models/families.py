@@ -7,12 +7,12 @@ the registry.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from prelabel.models.random_sam3 import SAM3_SPECS, TRACKER_FOLDER, build_sam3
+from prelabel.models.specs import model_type_of
 
 # config.json model_type -> family
 MODEL_TYPES = {
@@ -35,14 +35,6 @@ def family_of_random(spec: str) -> str | None:
     if spec in MM_GDINO_SPECS:
         return "mm-grounding-dino"
     return None
-
-
-def model_type_of(spec: str) -> str | None:
-    """The ``model_type`` in a local folder's ``config.json`` (None when there is no such file)."""
-    path = Path(spec).expanduser() / "config.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8")).get("model_type")
 
 
 def load_family_detector(spec: str, family: str, random_weights: bool, device: str, dtype: torch.dtype,

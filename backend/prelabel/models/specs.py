@@ -7,6 +7,9 @@ tests and honest timings; their outputs mean nothing).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_SEGMENTER = "facebook/sam-vit-base"
 
@@ -42,3 +45,25 @@ def random_specs(kind: str) -> tuple[str, ...]:
 def segmenter_model_id(spec: str, runtime: str = "torch") -> str:
     """The id a segmenter reports: its spec, plus the image encoder's runtime when it is not PyTorch."""
     return spec if runtime == "torch" else f"{spec}+{runtime}"
+
+
+def model_type_of(spec: str) -> str | None:
+    """The ``model_type`` in the ``config.json`` of a local folder, or of a hub id already in the local
+    Hugging Face cache (None when neither is there)."""
+    path = Path(spec).expanduser() / "config.json"
+    if not path.is_file() and spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec, "config.json")
+        path = Path(cached) if isinstance(cached, str) else path
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("model_type")
+
+
+def segments_itself(detector: str | None) -> bool:
+    """Whether a detector spec names a concept model that returns masks itself (SAM 3): then no separate
+    segmenter is loaded, and clicks go to its own tracker."""
+    if not detector:
+        return False
+    return detector in ("random-tiny-sam3", "random-full-sam3") or model_type_of(detector) in ("sam3", "sam3_video")

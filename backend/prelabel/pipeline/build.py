@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, fields, replace
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.model_version import model_version
 from prelabel.core.uncertainty import Calibration
-from prelabel.models.specs import is_random, segmenter_model_id
+from prelabel.models.specs import is_random, segmenter_model_id, segments_itself
 from prelabel.pipeline.labeler import Labeler, LabelerConfig
 from prelabel.settings import Settings
 
+log = logging.getLogger(__name__)
 _SETTING_NAMES = frozenset(f.name for f in fields(Settings))
 
 
@@ -33,14 +35,23 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
     """Load the models the settings name (once per process and spec) into a Labeler.
 
     ``overrides`` replace settings fields (``detector=""`` builds no detector, for clicks only;
-    ``segmenter=""`` builds no segmenter, for boxes only). This is the only caller of the model registry.
+    ``segmenter=""`` builds no segmenter, for boxes only). A detector that segments itself (SAM 3) gets no
+    segmenter: its masks and clicks are its own. This is the only caller of the model registry.
     """
     from prelabel.models.registry import load_detector, load_segmenter
 
-    s = with_overrides(settings or Settings.load(), **overrides)
+    s = resolved(with_overrides(settings or Settings.load(), **overrides))
     detector = load_detector(s.detector, s.device, s.dtype) if s.detector else None
     segmenter = load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime) if s.segmenter else None
     return Labeler(detector, segmenter, labeler_config(s), s.dtype)
+
+
+def resolved(settings: Settings) -> Settings:
+    """The settings as the labeler will use them: no segmenter behind a detector that segments itself."""
+    if settings.segmenter and segments_itself(settings.detector):
+        log.info("%s segments itself: the segmenter %s is not loaded", settings.detector, settings.segmenter)
+        return replace(settings, segmenter="")
+    return settings
 
 
 def forget_loaded_models() -> None:
@@ -53,6 +64,7 @@ def forget_loaded_models() -> None:
 
 def planned_models(settings: Settings) -> dict[str, str | None]:
     """What :attr:`Labeler.models` will be for these settings, without loading anything."""
+    settings = resolved(settings)
     return {"detector": settings.detector or None,
             "segmenter": segmenter_model_id(settings.segmenter, settings.sam_runtime) if settings.segmenter else None,
             "dtype": settings.dtype}
@@ -61,6 +73,7 @@ def planned_models(settings: Settings) -> dict[str, str | None]:
 def planned_model_version(settings: Settings, labels: Sequence[LabelPrompt],
                           calibration: Calibration | None = None) -> str:
     """The ``model_version`` that :func:`build_labeler` ``(settings)`` will report, without loading models."""
+    settings = resolved(settings)
     random = is_random(settings.detector or None) or is_random(settings.segmenter or None)
     return model_version(planned_models(settings), labels, asdict(labeler_config(settings)), random,
                          {"calibration": calibration.to_dict()} if calibration else None)
