@@ -46,7 +46,7 @@ class Settings:
     basic_auth_pass: str = ""
     predict_deadline_s: float = 60.0
     fetch_timeout_s: float = 20.0
-    feedback_db: str = "prelabel-data/feedback.sqlite3"  # SQLite file of annotators' corrections
+    feedback_db: str = "prelabel-data/feedback.sqlite3"  # corrections: a SQLite file, sqlite:///PATH or postgresql://URL
     fit_every: int = 0  # refit after this many new annotations (0: only on "Start training" or /train)
     fit_beta: float = 1.0  # thresholds maximise F-beta on the feedback (beta > 1 favours recall)
     fit_min_samples: int = 20  # judged regions a label needs for its threshold (and the calibration)

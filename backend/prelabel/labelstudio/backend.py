@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -19,7 +18,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from prelabel.core.errors import BadRequest
 from prelabel.feedback.fit import Learned
 from prelabel.feedback.service import FeedbackService, FeedbackSettings
-from prelabel.feedback.store import FeedbackStore
+from prelabel.feedback.store import FeedbackStore, store_exists
 from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
 from prelabel.labelstudio.config import LabelConfigError, parse_label_config
 from prelabel.labelstudio.predictor import LabelStudioPredictor
@@ -85,7 +84,7 @@ class LabelStudioBackend:
 
     def learned_for(self, project: Any) -> Learned | None:
         key = normalise_project(project)
-        if not key or not (self._feedback or Path(self.settings.feedback_db).exists()):
+        if not key or not (self._feedback or store_exists(self.settings.feedback_db)):
             return None  # nothing learned yet; reading must not create the store
         return self.feedback().learned(key)
 
