@@ -95,6 +95,17 @@ def region_confidence(regions: Regions) -> np.ndarray:
     return 1.0 - regions.uncertainty
 
 
+EXPLORE_WEIGHT = "explore_weight"  # > 0: an exploration candidate (prelabel.pipeline.exploration), its inverse odds
+
+
+def candidate_mask(regions: Regions) -> np.ndarray:
+    """Which regions are exploration candidates (below-threshold detections shown to be judged)."""
+    weight = regions.data.get(EXPLORE_WEIGHT)
+    return np.zeros(len(regions), dtype=bool) if weight is None else np.asarray(weight) > 0
+
+
 def task_score(regions: Regions) -> float:
-    """A task's score, lower = a human should look first: its least confident region, 1.0 without regions."""
-    return float(region_confidence(regions).min()) if len(regions) else 1.0
+    """A task's score, lower = a human should look first: its least confident region, 1.0 without regions.
+    Exploration candidates do not count (they are below the threshold by design)."""
+    confidence = region_confidence(regions)[~candidate_mask(regions)]
+    return float(confidence.min()) if len(confidence) else 1.0
