@@ -36,6 +36,7 @@ def region_features(regions: Regions, thresholds: Sequence[float]) -> np.ndarray
         mask_score, agreement = np.ones(n), np.ones(n)
     ious = box_iou(regions.boxes_xyxy, regions.boxes_xyxy)
     ious[regions.label_ids[:, None] == regions.label_ids[None, :]] = 0.0
+    ious[:, candidate_mask(regions)] = 0.0  # exploration candidates leave the shown regions' signals as they were
     cross = ious.max(axis=1)
     width, height = regions.image_size
     boxes = regions.boxes_xyxy
