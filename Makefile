@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install --progress-bar off -c requirements/cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast demo predict-demo clean
+.PHONY: install postgres test test-fast demo predict-demo clean
 
 install: $(STAMP)
 
@@ -15,8 +15,17 @@ $(STAMP): pyproject.toml requirements/cpu.txt
 	$(PIP_INSTALL) -e ".[dev]"
 	touch $@
 
-## the whole test suite (unit + end-to-end against a real Label Studio)
-test: install
+## PostgreSQL's binaries for the feedback store's tests (Debian's package; installed when run as root,
+## else those tests are skipped and say why)
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" -eq 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+		else echo "PostgreSQL is not installed and this is not root: its tests will be skipped"; fi; \
+	fi
+
+## the whole test suite (unit + end-to-end against real Label Studio and PostgreSQL servers)
+test: install postgres
 	$(PY) -m pytest -ra
 
 ## unit tests only

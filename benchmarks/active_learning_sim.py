@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from prelabel.feedback.store import FeedbackStore
 from prelabel.labelstudio.config import parse_label_config
 from prelabel.labelstudio.results import regions_to_results, result_shapes
 from prelabel.labelstudio.webhooks import handle_webhook
+from prelabel.pipeline.exploration import Exploration, split_candidates
 
 LABELS = ("rivet", "crack", "scratch")
 CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="bbox" toName="image">'
@@ -302,6 +303,60 @@ def run_degenerate(n_feedback: int, seed: int) -> dict[str, Any]:
             "applied_calibration": learned.calibration is not None, "learned_thresholds": learned.thresholds}
 
 
+TOO_HIGH = {"scratch": 0.75}  # a configured cut well above scratch's best (its true detections score ~0.73)
+
+
+def run_exploration(n_images: int, seed: int, share: float = 0.3, max_per_task: int = 2) -> dict[str, Any]:
+    """A too-high threshold (``TOO_HIGH``), feedback with and without exploration candidates (``share`` of the
+    below-threshold detections down to the default cut, at most ``max_per_task`` per task), the validated fit
+    of each, and precision/recall/F1 on the held-out images at the thresholds each fit ends with."""
+    rng = np.random.default_rng(seed)
+    images = generate(rng, n_images)
+    detections = [simulate_detections(rng, image) for image in images]
+    half = n_images // 2
+    prompts = [replace(p, box_threshold=TOO_HIGH[p.name]) if p.name in TOO_HIGH else p for p in PARSED.prompts]
+    configured = {p.name: p.box_threshold or DEFAULT_THRESHOLD for p in prompts}
+    cuts = np.array([configured[name] for name in LABELS])
+    out: dict[str, Any] = {"images": n_images, "feedback_images": half, "configured": configured,
+                           "share": share, "max_per_task": max_per_task}
+    f1 = lambda p, r: round(2 * p * r / (p + r), 4) if p + r else 0.0  # noqa: E731
+    for name, explore in (("without", Exploration(0.0)), ("with", Exploration(share, max_per_task, DEFAULT_THRESHOLD))):
+        shown_regions = candidates = 0
+        with tempfile.TemporaryDirectory() as tmp:
+            service = FeedbackService(FeedbackStore(Path(tmp) / "feedback.sqlite3"), FeedbackSettings(min_samples=30))
+            for task, (image, regions) in enumerate(zip(images[:half], detections[:half])):
+                split = score_regions(split_candidates(regions, cuts, 0.0, explore, seed * 100_000 + task), cuts)
+                n_candidates = int((split.data["explore_weight"] > 0).sum())
+                shown_regions, candidates = shown_regions + len(split) - n_candidates, candidates + n_candidates
+                prediction = {"model_version": "prelabel-sim", "result": regions_to_results(split, PARSED)}
+                handle_webhook(service, {"action": "ANNOTATION_CREATED", "project": {"id": 1}, "annotation": {
+                    "id": task, "task": task, "result": annotate(image, prediction["result"])[0],
+                    "prediction": prediction}})
+            learned = service.fit("1", prompts, DEFAULT_THRESHOLD)
+        thresholds = {**configured, **learned.thresholds}
+        p, r = precision_recall(images[half:], detections[half:], thresholds)
+        validation = learned.metrics["validation"]["thresholds"]
+        out[name] = {"thresholds": thresholds, "precision": round(p, 4), "recall": round(r, 4), "f1": f1(p, r),
+                     "shown_regions": shown_regions, "candidates": candidates,
+                     "extra_regions": round(candidates / max(shown_regions, 1), 4),
+                     "scratch_fit": validation.get("scratch", {}).get("reason"),
+                     "exploration": learned.metrics.get("exploration")}
+    return out
+
+
+def print_exploration(result: dict[str, Any]) -> None:
+    print(f"\nexploration: configured thresholds {result['configured']} (scratch too high); feedback from "
+          f"{result['feedback_images']} images; candidates: share {result['share']}, at most "
+          f"{result['max_per_task']} per task")
+    print("| feedback | scratch threshold after fit | extra regions shown | precision | recall | F1 | fit said |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ("without", "with"):
+        row = result[name]
+        print(f"| {name} candidates | {row['thresholds']['scratch']} | {row['candidates']} "
+              f"({row['extra_regions']:.1%} of {row['shown_regions']}) | {row['precision']:.3f} | "
+              f"{row['recall']:.3f} | {row['f1']:.3f} | {row['scratch_fit']} |")
+
+
 def print_table(result: dict[str, Any]) -> None:
     """The numbers as the markdown tables of docs/active-learning.md."""
     ece = result["ece"]
@@ -364,6 +419,7 @@ def main() -> None:
             c = calibration[kind]
             print(f"  {kind}: log loss {c['log_loss']}, AUC {c['auc']}, spread {c['spread']}: {c['verdict']}")
     print(f"  thresholds: {degenerate['thresholds']}")
+    print_exploration(run_exploration(args.images, args.seed))
 
 
 if __name__ == "__main__":

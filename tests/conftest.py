@@ -10,6 +10,7 @@ from collections.abc import Iterator  # noqa: E402  (imports after the env above
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from postgres_server import LocalPostgres, postgres_bindir  # noqa: E402
 
 from prelabel.labelstudio.local import LocalLabelStudio, ensure_label_studio  # noqa: E402
 from prelabel.pipeline import Labeler, build_labeler  # noqa: E402
@@ -48,3 +49,22 @@ def random_tiny_env() -> Iterator[None]:
 def labeler() -> Labeler:
     """random-tiny Grounding DINO + SAM on the CPU, box threshold 0.3 (random-tiny finds regions at any image)."""
     return build_labeler(Settings(detector="random-tiny", segmenter="random-tiny", device="cpu", box_threshold=0.3))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL on a free loopback port (Debian's ``postgresql`` package; ``.ci/run`` installs it)."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries absent (no /usr/lib/postgresql/*/bin/initdb): apt-get install postgresql")
+    server = LocalPostgres(bindir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> str:
+    """The URL of a new, empty database on :func:`postgres_server`."""
+    return postgres_server.database()

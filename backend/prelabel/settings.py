@@ -46,10 +46,13 @@ class Settings:
     basic_auth_pass: str = ""
     predict_deadline_s: float = 60.0
     fetch_timeout_s: float = 20.0
-    feedback_db: str = "prelabel-data/feedback.sqlite3"  # SQLite file of annotators' corrections
+    feedback_db: str = "prelabel-data/feedback.sqlite3"  # corrections: a SQLite file, sqlite:///PATH or postgresql://URL
     fit_every: int = 0  # refit after this many new annotations (0: only on "Start training" or /train)
     fit_beta: float = 1.0  # thresholds maximise F-beta on the feedback (beta > 1 favours recall)
     fit_min_samples: int = 20  # judged regions a label needs for its threshold (and the calibration)
+    explore_share: float = 0.0  # Label Studio: share of below-threshold detections shown as candidates (0: off)
+    explore_max: int = 3  # at most this many candidates per task
+    explore_floor: float = 0.1  # the lowest detector score explored
     accept_precision: float = 0.0  # prelabel accept's default target precision (0: 0.95); see feedback/accept.py
     # Production hardening (docs/operations.md).
     api_token: str = ""  # when set, "Authorization: Bearer <token>" is accepted (besides basic auth, if set)

@@ -54,3 +54,12 @@ def test_degenerate_feedback_is_refused(sim):
     assert degenerate["calibration"]["decision"] == "kept current" and not degenerate["applied_calibration"]
     assert "refused" in degenerate["calibration"]["multi_signal"]["verdict"]
     assert degenerate["learned_thresholds"] == {}
+
+
+def test_exploration_candidates_let_a_too_high_threshold_fall(sim):
+    result = sim.run_exploration(240, seed=1)
+    without, with_ = result["without"], result["with"]
+    assert without["thresholds"]["scratch"] == 0.75 and without["candidates"] == 0, "nothing below it was judged"
+    assert with_["thresholds"]["scratch"] < 0.6, "the candidates' judgements lowered it"
+    assert with_["f1"] > without["f1"] + 0.03 and with_["recall"] > without["recall"]
+    assert 0 < with_["extra_regions"] < 0.15 and with_["exploration"]["candidates"] == with_["candidates"]

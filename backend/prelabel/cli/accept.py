@@ -6,7 +6,7 @@ import argparse
 import json
 
 from prelabel.cli.common import add_parser
-from prelabel.cli.feedback import existing_store, label_studio
+from prelabel.cli.feedback import DB_HELP, existing_store, label_studio
 from prelabel.core.errors import PrelabelError
 from prelabel.settings import Settings
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
                         help="target precision of accepted regions (PRELABEL_ACCEPT_PRECISION)")
     accept.add_argument("--confidence-level", type=float, default=0.95,
                         help="of the Clopper-Pearson lower bound the held-out precision must meet")
-    accept.add_argument("--db", default=settings.feedback_db, help="feedback SQLite file (PRELABEL_FEEDBACK_DB)")
+    accept.add_argument("--db", default=settings.feedback_db, help=DB_HELP)
     accept.add_argument("--dry-run", action="store_true", help="report what would be accepted, change nothing")
     accept.add_argument("--undo", action="store_true", help="delete the machine-accepted annotations instead")
     accept.set_defaults(func=run)

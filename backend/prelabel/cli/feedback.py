@@ -15,17 +15,20 @@ if TYPE_CHECKING:
     from prelabel.labelstudio.client import LabelStudioClient
 
 
+DB_HELP = "feedback store: a SQLite file, sqlite:///PATH or postgresql://USER:PASS@HOST/DB (PRELABEL_FEEDBACK_DB)"
+
+
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     fit = add_parser(sub, "fit", "learn thresholds and calibration from a project's annotator feedback")
     fit.add_argument("--project", type=int, required=True, help="Label Studio project id")
     fit.add_argument("--label-config", type=Path,
                      help="the project's labeling config XML file (default: read from LABEL_STUDIO_URL)")
-    fit.add_argument("--db", default=settings.feedback_db, help="feedback SQLite file (PRELABEL_FEEDBACK_DB)")
+    fit.add_argument("--db", default=settings.feedback_db, help=DB_HELP)
     fit.set_defaults(func=run_fit)
 
     report = add_parser(sub, "report", "acceptance, corrections and precision/recall per model version")
     report.add_argument("--project", type=int, required=True, help="Label Studio project id")
-    report.add_argument("--db", default=settings.feedback_db, help="feedback SQLite file (PRELABEL_FEEDBACK_DB)")
+    report.add_argument("--db", default=settings.feedback_db, help=DB_HELP)
     report.add_argument("--json", action="store_true", help="print JSON instead of tables")
     report.set_defaults(func=run_report)
 
@@ -40,7 +43,9 @@ def label_studio(settings: Settings) -> LabelStudioClient:
 
 
 def existing_store(path: str) -> str:
-    if not Path(path).exists():
+    from prelabel.feedback.store import store_exists
+
+    if not store_exists(path):
         raise PrelabelError(f"no feedback store at {path}; point --db (or PRELABEL_FEEDBACK_DB) at the server's")
     return path
 

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
                       help="a Label Studio tasks JSON file or a folder of them (e.g. a batch output)")
     rank.add_argument("--project", type=int, help="rank a Label Studio project's tasks instead (LABEL_STUDIO_URL)")
     rank.add_argument("--views", action="store_true",
-                      help="with --project: save Data Manager tabs 'most uncertain first' and 'needs review'")
+                      help="with --project: save Data Manager tabs 'most uncertain first', 'needs review' and "
+                           "'exploration candidates'")
     rank.add_argument("--diverse", type=float, metavar="SIM",
                       help="postpone tasks whose predictions look alike (cosine similarity > SIM, e.g. 0.9)")
     rank.add_argument("--review-threshold", type=float, default=settings.review_threshold,

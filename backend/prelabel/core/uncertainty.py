@@ -37,6 +37,7 @@ def region_features(regions: Regions, thresholds: Sequence[float]) -> np.ndarray
         mask_score, agreement = np.ones(n), np.ones(n)
     ious = box_iou(regions.boxes_xyxy, regions.boxes_xyxy)
     ious[regions.label_ids[:, None] == regions.label_ids[None, :]] = 0.0
+    ious[:, candidate_mask(regions)] = 0.0  # exploration candidates leave the shown regions' signals as they were
     cross = ious.max(axis=1)
     width, height = regions.image_size
     boxes = regions.boxes_xyxy
@@ -96,6 +97,17 @@ def region_confidence(regions: Regions) -> np.ndarray:
     return 1.0 - regions.uncertainty
 
 
+EXPLORE_WEIGHT = "explore_weight"  # > 0: an exploration candidate (prelabel.pipeline.exploration), its inverse odds
+
+
+def candidate_mask(regions: Regions) -> np.ndarray:
+    """Which regions are exploration candidates (below-threshold detections shown to be judged)."""
+    weight = regions.data.get(EXPLORE_WEIGHT)
+    return np.zeros(len(regions), dtype=bool) if weight is None else np.asarray(weight) > 0
+
+
 def task_score(regions: Regions) -> float:
-    """A task's score, lower = a human should look first: its least confident region, 1.0 without regions."""
-    return float(region_confidence(regions).min()) if len(regions) else 1.0
+    """A task's score, lower = a human should look first: its least confident region, 1.0 without regions.
+    Exploration candidates do not count (they are below the threshold by design)."""
+    confidence = region_confidence(regions)[~candidate_mask(regions)]
+    return float(confidence.min()) if len(confidence) else 1.0

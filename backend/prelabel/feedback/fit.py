@@ -10,7 +10,7 @@ import numpy as np
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
-from prelabel.core.uncertainty import FEATURES
+from prelabel.core.uncertainty import EXPLORE_WEIGHT, FEATURES
 from prelabel.feedback.matching import Outcome, RegionOutcome
 
 if TYPE_CHECKING:
@@ -71,40 +71,81 @@ def expected_calibration_error(confidence: np.ndarray, kept: np.ndarray, bins: i
     return float(error)
 
 
-def f_beta(tp: int, fp: int, fn: int, beta: float) -> float:
+def f_beta(tp: float, fp: float, fn: float, beta: float) -> float:
     """F-beta from counts (0 when nothing is right)."""
     b2 = beta * beta
     denominator = (1 + b2) * tp + b2 * fn + fp
     return (1 + b2) * tp / denominator if denominator else 0.0
 
 
-def search_cut(scores: np.ndarray, kept: np.ndarray, added: int, floor: float, beta: float) -> tuple[float, float]:
+def search_cut(scores: np.ndarray, kept: np.ndarray, added: int, floor: float, beta: float,
+               weights: np.ndarray | None = None) -> tuple[float, float]:
     """The cut (``floor`` or a judged score above it) that maximises F-beta, and that F-beta."""
     scores, kept = np.asarray(scores, dtype=np.float64), np.asarray(kept, dtype=bool)
     best, best_f = floor, -1.0
     for cut in sorted({floor, *scores[scores >= floor].tolist()}):
-        score = f_beta(*map(int, cut_counts(scores, kept, added, cut)), beta)
+        score = f_beta(*cut_counts(scores, kept, added, cut, weights), beta)
         if score > best_f + 1e-12:
             best, best_f = float(cut), score
     return best, best_f
 
 
-def cut_counts(scores: np.ndarray, kept: np.ndarray, added: int, cut: float) -> np.ndarray:
-    """``(tp, fp, fn)`` of showing regions with score >= ``cut``; ``added`` misses no cut recovers."""
-    shown = np.asarray(scores) >= cut
-    return np.array([(shown & kept).sum(), (shown & ~kept).sum(), (~shown & kept).sum() + added], dtype=np.int64)
+def cut_counts(scores: np.ndarray, kept: np.ndarray, added: int, cut: float,
+               weights: np.ndarray | None = None) -> np.ndarray:
+    """``(tp, fp, fn)`` of showing regions with score >= ``cut``; ``added`` misses no cut recovers.
+
+    ``weights``: each judged region's inverse chance of having been shown (1 for shown regions, ``n / m`` for
+    exploration candidates), so a sample of below-threshold detections counts for all of them; the true
+    objects are counted once each (kept regions + added ones), so ``fn`` is what the weighted ``tp`` leaves.
+    """
+    scores, kept = np.asarray(scores, dtype=np.float64), np.asarray(kept, dtype=bool)
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
+    shown = scores >= cut
+    tp, fp = float(w[shown & kept].sum()), float(w[shown & ~kept].sum())
+    return np.array([tp, fp, max(float(kept.sum()) + added - tp, 0.0)], dtype=np.float64)
 
 
 def best_threshold(outcomes: Sequence[RegionOutcome], current: float, beta: float = 1.0) -> tuple[float, float]:
     """The detector-score cut that maximises F-beta on one label's outcomes, and that F-beta.
 
     Kept regions are true positives, deleted ones false positives, added ones misses that no cut can
-    recover. Only regions that were shown can be judged, so the cut never goes below ``current``.
+    recover. Only regions that were shown can be judged, so the cut never goes below ``current``, except
+    down to the lowest judged exploration candidate (a below-threshold detection shown to be judged,
+    weighted by its inverse chance of being shown).
     """
     predicted = [o for o in outcomes if o.outcome is not Outcome.ADDED]
     scores = np.array([detector_score(o) for o in predicted])
     kept = np.array([o.kept for o in predicted], dtype=bool)
-    return search_cut(scores, kept, sum(o.outcome is Outcome.ADDED for o in outcomes), current, beta)
+    floor = min([current, *(detector_score(o) for o in predicted if is_candidate(o))])
+    return search_cut(scores, kept, sum(o.outcome is Outcome.ADDED for o in outcomes), floor, beta,
+                      np.array([explore_weight(o) for o in predicted]))
+
+
+def is_candidate(outcome: RegionOutcome) -> bool:
+    """Whether the region was an exploration candidate (shown below its label's threshold)."""
+    return bool(outcome.features) and EXPLORE_WEIGHT in outcome.features
+
+
+def explore_weight(outcome: RegionOutcome) -> float:
+    """A judged region's inverse chance of having been shown: 1, or a candidate's ``n / m``."""
+    return float(outcome.features[EXPLORE_WEIGHT]) if is_candidate(outcome) else 1.0
+
+
+def exploration_report(outcomes: Sequence[RegionOutcome]) -> dict[str, Any]:
+    """What exploration cost and found: candidates judged, the extra regions they are per shown region, and
+    how many annotators kept (overall and per label)."""
+    predicted = [o for o in outcomes if o.outcome is not Outcome.ADDED]
+    candidates = [o for o in predicted if is_candidate(o)]
+    shown = len(predicted) - len(candidates)
+    per_label = {}
+    for label in sorted({o.label for o in candidates}):
+        mine = [o for o in candidates if o.label == label]
+        per_label[label] = {"candidates": len(mine), "kept": sum(o.kept for o in mine)}
+    return {"candidates": len(candidates), "shown": shown,
+            "extra_regions": round(len(candidates) / shown, 4) if shown else None,
+            "kept": sum(o.kept for o in candidates),
+            "kept_share": round(sum(o.kept for o in candidates) / len(candidates), 4) if candidates else None,
+            "labels": per_label}
 
 
 def detector_score(outcome: RegionOutcome) -> float:
@@ -149,10 +190,13 @@ def fit_feedback(
         shown = [(o, g) for o, g in mine if o.outcome is not Outcome.ADDED]
         if len(shown) < min_samples or label not in current_thresholds:
             continue
+        now = current_thresholds[label]
+        # The lowest cut judged: what was shown, or lower where exploration candidates were judged.
+        floor = min([floors.get(label, now), now, *(detector_score(o) for o, _ in shown if is_candidate(o))])
         cut, report = validate_threshold(
             np.array([detector_score(o) for o, _ in shown]), np.array([o.kept for o, _ in shown], dtype=bool),
             [g for _, g in shown], [g for o, g in mine if o.outcome is Outcome.ADDED],
-            floors.get(label, current_thresholds[label]), current_thresholds[label], beta)
+            floor, now, beta, np.array([explore_weight(o) for o, _ in shown]))
         if report["applied"]:
             thresholds[label] = round(cut, 4)
         threshold_reports[label] = report
@@ -180,4 +224,6 @@ def fit_feedback(
         raise PrelabelError(f"not enough feedback to fit: need {min_samples} judged regions "
                          f"(a label's, for its threshold; with prelabel's signals, for calibration)")
     metrics["validation"] = validation
+    if any(is_candidate(o) for o in outcomes):
+        metrics["exploration"] = exploration_report(outcomes)
     return Learned(thresholds, calibration, metrics, box_correction)

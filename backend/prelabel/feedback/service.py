@@ -44,11 +44,14 @@ class FeedbackService:
     def record_annotation(
         self, action: str, project: str, task: int, annotation: int, model_version: str,
         predicted: Sequence[Shape], human: Sequence[Shape], lead_time: float | None = None,
-    ) -> dict[str, int]:
-        """Match an annotation's shapes to the prediction's, store the outcomes; counts by outcome."""
+        version: str | None = None,
+    ) -> tuple[str, dict[str, int]]:
+        """Match an annotation's shapes to the prediction's, store the outcomes (idempotent by ``version``, see
+        :meth:`FeedbackStore.record_annotation`); the store's status and the counts by outcome."""
         outcomes = match_shapes(predicted, human, self.settings.match_iou, self.settings.unchanged_iou)
-        self.store.record_annotation(action, project, task, annotation, model_version, outcomes, lead_time)
-        return dict(Counter(outcome.outcome.value for outcome in outcomes))
+        status = self.store.record_annotation(action, project, task, annotation, model_version, outcomes,
+                                              lead_time, version)
+        return status, dict(Counter(outcome.outcome.value for outcome in outcomes))
 
     def forget_annotations(self, action: str, project: str, annotations: Sequence[int]) -> int:
         """Forget deleted annotations; returns how many were stored."""

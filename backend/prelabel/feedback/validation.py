@@ -241,32 +241,35 @@ def validate_threshold(
     floor: float,
     current: float,
     beta: float,
+    weights: np.ndarray | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """A label's cut: the F-beta-best cut of all its feedback if cuts chosen on the other folds beat
     ``current`` on the held-out folds, else ``current``.
 
     ``scores``/``kept``/``groups``: the judged (shown) regions' detector scores, fates and annotations;
     ``added_groups``: the annotation of each miss (a region the annotator drew). ``floor``: the lowest cut
-    that can be judged.
+    that can be judged (below ``current`` where exploration candidates were judged); ``weights``: each
+    region's inverse chance of having been shown (see :func:`prelabel.feedback.fit.cut_counts`).
     """
     from prelabel.feedback.fit import cut_counts, f_beta, search_cut
 
     scores, kept = np.asarray(scores, dtype=np.float64), np.asarray(kept, dtype=bool)
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
     fold, k = fold_of([*groups, *added_groups])
-    fitted, _ = search_cut(scores, kept, len(added_groups), floor, beta)
+    fitted, _ = search_cut(scores, kept, len(added_groups), floor, beta, w)
     report: dict[str, Any] = {"current": round(current, 4), "fitted": round(fitted, 4), "judged": int(len(kept))}
     if not k:
         report.update(applied=False, reason="too few annotations to hold any out")
         return current, report
     which = np.array([fold[g] for g in groups], dtype=np.int64)
     added_fold = np.array([fold[g] for g in added_groups], dtype=np.int64)
-    new_counts, old_counts = np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64)
+    new_counts, old_counts = np.zeros(3), np.zeros(3)
     for f in range(k):
         held, misses = which == f, int((added_fold == f).sum())
-        cut, _ = search_cut(scores[~held], kept[~held], int((added_fold != f).sum()), floor, beta)
-        new_counts += cut_counts(scores[held], kept[held], misses, cut)
-        old_counts += cut_counts(scores[held], kept[held], misses, current)
-    f_new, f_old = f_beta(*map(int, new_counts), beta), f_beta(*map(int, old_counts), beta)
+        cut, _ = search_cut(scores[~held], kept[~held], int((added_fold != f).sum()), floor, beta, w[~held])
+        new_counts += cut_counts(scores[held], kept[held], misses, cut, w[held])
+        old_counts += cut_counts(scores[held], kept[held], misses, current, w[held])
+    f_new, f_old = f_beta(*new_counts, beta), f_beta(*old_counts, beta)
     report[f"held_out_f{beta:g}"] = {"current": round(f_old, 4), "fitted": round(f_new, 4)}
     if f_new > f_old + 1e-9 and abs(fitted - current) > 1e-9:
         report.update(applied=True, reason=f"held-out F{beta:g} {f_old:.4f} -> {f_new:.4f}")

@@ -71,6 +71,10 @@ def accept_project(api: LabelStudioClient, project: int, cut: PrecisionCut, cali
             annotated += 1
             continue
         prediction = _newest_prediction(task)
+        if prediction is not None:  # exploration candidates are below the threshold: never accepted, not judged
+            prediction = {**prediction, "result": [item for item in prediction.get("result") or []
+                                                   if not (isinstance(item, dict)
+                                                           and (item.get("prelabel") or {}).get("candidate"))]}
         if prediction is None or not prediction.get("result"):
             no_prediction += 1
             continue

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -19,13 +18,13 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from prelabel.core.errors import BadRequest
 from prelabel.feedback.fit import Learned
 from prelabel.feedback.service import FeedbackService, FeedbackSettings
-from prelabel.feedback.store import FeedbackStore
+from prelabel.feedback.store import FeedbackStore, store_exists
 from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
 from prelabel.labelstudio.config import LabelConfigError, parse_label_config
 from prelabel.labelstudio.predictor import LabelStudioPredictor
 from prelabel.labelstudio.task_images import TaskImageFetcher
 from prelabel.labelstudio.webhooks import handle_webhook, normalise_project, project_id
-from prelabel.pipeline import Labeler, planned_model_version
+from prelabel.pipeline import Labeler, exploration, planned_model_version
 from prelabel.server.app import make_app
 from prelabel.server.jobs import BackgroundJobs
 from prelabel.server.limits import ModelGate
@@ -85,14 +84,14 @@ class LabelStudioBackend:
 
     def learned_for(self, project: Any) -> Learned | None:
         key = normalise_project(project)
-        if not key or not (self._feedback or Path(self.settings.feedback_db).exists()):
+        if not key or not (self._feedback or store_exists(self.settings.feedback_db)):
             return None  # nothing learned yet; reading must not create the store
         return self.feedback().learned(key)
 
     def predictor(self, project: Any) -> LabelStudioPredictor:
         return LabelStudioPredictor(self.models.get(self.settings.predict_deadline_s), self.fetcher,
                                     self.settings.prompt_map(), self.settings.review_threshold,
-                                    self.learned_for(project))
+                                    self.learned_for(project), exploration(self.settings))
 
     def version_for(self, label_config: str, project: Any) -> str:
         """model_version without waiting for the models: specs, prompts, thresholds and the project's fit."""
@@ -100,9 +99,10 @@ class LabelStudioBackend:
         config = parse_label_config(label_config, self.settings.prompt_map())
         prompts = learned.apply(config.prompts) if learned else config.prompts
         calibration = learned.scoring() if learned else None
+        explore = exploration(self.settings)
         if self.models.labeler is not None:
-            return self.models.labeler.model_version(prompts, calibration)
-        return planned_model_version(self.settings, prompts, calibration)
+            return self.models.labeler.model_version(prompts, calibration, explore)
+        return planned_model_version(self.settings, prompts, calibration, explore)
 
     def fit(self, project: str, label_config: str) -> dict[str, Any]:
         """Fit the project's feedback; /predict keeps serving with the previous fit meanwhile."""
@@ -110,7 +110,9 @@ class LabelStudioBackend:
         learned = self.feedback().fit(project, prompts, self.settings.box_threshold)
         version = self.version_for(label_config, project)
         self.projects.get(project).version = version
-        return {"status": "ok", "job": f"fit-{project}-{version}", "model_version": version, **learned.to_dict()}
+        explore = exploration(self.settings)
+        return {"status": "ok", "job": f"fit-{project}-{version}", "model_version": version, **learned.to_dict(),
+                "exploration": explore.to_dict() if explore else None}
 
     def access_for(self, project: Any, payload: dict[str, Any] | None = None) -> LabelStudioAccess | None:
         """Configured URL/key win; otherwise what /setup sent for this project (hostname, access_token)."""

@@ -18,7 +18,7 @@ from prelabel.labelstudio.client import LabelStudioAccess
 from prelabel.labelstudio.config import CONTEXT_TAGS, LabelConfig, parse_label_config
 from prelabel.labelstudio.results import prediction, regions_to_results
 from prelabel.labelstudio.task_images import TaskImageFetcher
-from prelabel.pipeline import Labeler
+from prelabel.pipeline import Exploration, Labeler
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ class PredictOutcome:
 class LabelStudioPredictor:
     """Turns Label Studio tasks into predictions with one shared :class:`Labeler`.
 
-    ``learned`` (the project's latest fit) supplies per-label thresholds and the confidence calibration.
+    ``learned`` (the project's latest fit) supplies per-label thresholds and the confidence calibration;
+    ``explore`` adds below-threshold candidates to each prediction (``PRELABEL_EXPLORE_SHARE``).
     """
 
     def __init__(
@@ -44,12 +45,14 @@ class LabelStudioPredictor:
         prompt_map: dict | None = None,
         review_threshold: float = 0.0,
         learned: Learned | None = None,
+        explore: Exploration | None = None,
     ) -> None:
         self.labeler = labeler
         self.fetcher = fetcher
         self.prompt_map = prompt_map or {}
         self.review_threshold = review_threshold
         self.learned = learned
+        self.explore = explore
 
     def config(self, label_config: str) -> LabelConfig:
         config = parse_label_config(label_config, self.prompt_map)
@@ -60,7 +63,7 @@ class LabelStudioPredictor:
         return self.learned.scoring() if self.learned else None
 
     def model_version(self, config: LabelConfig) -> str:
-        return self.labeler.model_version(config.prompts, self.calibration)
+        return self.labeler.model_version(config.prompts, self.calibration, self.explore)
 
     def predict_tasks(
         self,
@@ -89,7 +92,7 @@ class LabelStudioPredictor:
             log.warning("task %s: %s", task.get("id"), exc)
             return {"model_version": version, "error": str(exc)}
         regions = self.labeler.predict(image, config.prompts, with_masks=config.needs_masks,
-                                       calibration=self.calibration)
+                                       calibration=self.calibration, explore=self.explore)
         return prediction(regions, config, version, self.review_threshold)
 
     def interactive(

@@ -14,7 +14,7 @@ import numpy as np
 from prelabel.core.errors import PrelabelError
 from prelabel.core.shapes import Shape
 from prelabel.labelstudio.client import LabelStudioClient
-from prelabel.labelstudio.results import result_shapes
+from prelabel.labelstudio.results import CANDIDATE_NOTE, result_shapes
 
 GRID = 4  # region centres are histogrammed on a GRID x GRID grid per label for the diversity descriptor
 
@@ -150,8 +150,9 @@ def hidden_columns(client: LabelStudioClient, project: int) -> dict[str, list[st
 
 
 def save_review_views(client: LabelStudioClient, project: int, review_threshold: float) -> dict[str, int]:
-    """Data Manager tabs: every task by ascending prediction score, and the tasks below the review threshold,
-    each showing only the columns a reviewer needs (the image thumbnail first).
+    """Data Manager tabs: every task by ascending prediction score, the tasks below the review threshold, and
+    the tasks whose predictions hold exploration candidates ("prelabel: candidate" regions), each showing only
+    the columns a reviewer needs (the image thumbnail first).
 
     Label Studio computes the score column from predictions of the project's ``model_version``, which the
     backend keeps pointed at its own version.
@@ -160,8 +161,18 @@ def save_review_views(client: LabelStudioClient, project: int, review_threshold:
     below = {"filters": {"conjunction": "and", "items": [
         {"filter": "filter:tasks:predictions_score", "operator": "less", "type": "Number", "value": review_threshold},
     ]}}
+    # Label Studio filters "Prediction results" by substring of the stored result JSON (cast to text): the
+    # candidates' region note is such a substring, whatever the JSON's spacing.
+    candidates = {"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:predictions_results", "operator": "contains", "type": "String",
+         "value": CANDIDATE_NOTE},
+    ]}}
     return {
         "most uncertain first": client.save_view(project, "prelabel: most uncertain first", ordering),
         "needs review": client.save_view(project, f"prelabel: needs review (< {review_threshold:g})",
                                          {**ordering, **below}),
+        "exploration candidates": client.save_view(project, CANDIDATE_TAB, {**ordering, **candidates}),
     }
+
+
+CANDIDATE_TAB = "prelabel: exploration candidates"

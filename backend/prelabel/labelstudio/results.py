@@ -13,7 +13,7 @@ from prelabel.core.features import feature_dict
 from prelabel.core.geometry import mask_to_box, mask_to_polygons, polygon_to_mask
 from prelabel.core.regions import Regions
 from prelabel.core.shapes import Shape
-from prelabel.core.uncertainty import region_confidence, task_score
+from prelabel.core.uncertainty import EXPLORE_WEIGHT, candidate_mask, region_confidence, task_score
 from prelabel.labelstudio.config import OUTPUT_TAGS, Control, LabelConfig
 
 
@@ -30,9 +30,13 @@ def regions_to_results(
     note (``meta.text``) "prelabel: review", which annotators see and search in the region list. The
     ``prelabel`` key keeps the region's uncertainty signals, so feedback from the annotation that started
     from this prediction can be learned from (Label Studio stores prediction results verbatim).
+    Exploration candidates (below-threshold detections, :mod:`prelabel.pipeline.exploration`) carry the note
+    "prelabel: candidate" instead, and ``prelabel.candidate: true`` with their ``explore_weight``.
     """
     width, height = regions.image_size
     confidence = region_confidence(regions)
+    candidates = candidate_mask(regions)
+    weights = regions.data.get(EXPLORE_WEIGHT)
     results: list[dict[str, Any]] = []
     for control in config.controls:
         for i in range(len(regions)):
@@ -54,15 +58,22 @@ def regions_to_results(
                 "score": round(float(confidence[i]), 4),
                 "value": value,
             }
-            if confidence[i] < review_threshold:
+            if candidates[i]:
+                item["meta"] = {"text": [f"{CANDIDATE_NOTE} (below the threshold, score {regions.scores[i]:.2f}): "
+                                         "keep it if right, delete it if not"]}
+            elif confidence[i] < review_threshold:
                 item["meta"] = {"text": [f"{REVIEW_NOTE} (confidence {confidence[i]:.2f})"]}
             if regions.features is not None:
                 item["prelabel"] = {"region": i, "features": feature_dict(regions.features[i])}
+            if candidates[i]:
+                item["prelabel"] = {**item.get("prelabel", {"region": i}), "candidate": True,
+                                    EXPLORE_WEIGHT: round(float(weights[i]), 4)}
             results.append(item)
     return results
 
 
 REVIEW_NOTE = "prelabel: review"
+CANDIDATE_NOTE = "prelabel: candidate"  # also what the Data Manager tab filters on (predictions_results contains)
 
 
 def _value(regions: Regions, i: int, control: Control, tolerance: float, max_vertices: int) -> dict[str, Any] | None:
@@ -142,9 +153,12 @@ def _shape(item: dict[str, Any], ref: str, clip: bool) -> Shape:
     box = (np.clip(box, 0, [width, height, width, height]) if clip else np.asarray(box)).astype(np.float32)
     extra = item.get("prelabel")
     features = extra.get("features") if isinstance(extra, dict) else None
+    features = features if isinstance(features, dict) else None
+    if isinstance(extra, dict) and extra.get("candidate"):  # an exploration candidate: its weight goes along
+        features = {**(features or {}), EXPLORE_WEIGHT: float(extra.get(EXPLORE_WEIGHT) or 1.0)}
     score = item.get("score")
     return Shape(label, box, (width, height), mask, polygon, None if score is None else float(score),
-                 features if isinstance(features, dict) else None, str(item.get("from_name", "")), ref)
+                 features, str(item.get("from_name", "")), ref)
 
 
 def prediction(regions: Regions, config: LabelConfig, model_version: str, review_threshold: float) -> dict[str, Any]:

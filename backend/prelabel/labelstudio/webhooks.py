@@ -68,9 +68,14 @@ def _annotation(service: FeedbackService, action: str, project: str, payload: Ma
     except ResultError as exc:
         raise WebhookError(str(exc)) from exc
     lead_time = annotation.get("lead_time")
-    counts = service.record_annotation(action, project, task, annotation["id"], version, predicted, final,
-                                       float(lead_time) if isinstance(lead_time, (int, float)) else None)
-    return {"status": "stored", "annotation": annotation["id"], "regions": counts}
+    updated_at = annotation.get("updated_at")  # the annotation's version: a redelivery is stored once
+    status, counts = service.record_annotation(
+        action, project, task, annotation["id"], version, predicted, final,
+        float(lead_time) if isinstance(lead_time, (int, float)) else None,
+        updated_at if isinstance(updated_at, str) and updated_at else None)
+    # "stored"; "duplicate" (this version was stored before); "stale" (a newer version is stored);
+    # "deleted" (the annotation was deleted meanwhile). Each is an acknowledgement: nothing to resend.
+    return {"status": status, "annotation": annotation["id"], "regions": counts}
 
 
 def project_id(payload: Mapping[str, Any]) -> str:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from typing import Any
 
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.model_version import model_version
 from prelabel.core.uncertainty import Calibration
 from prelabel.models.specs import is_random, segmenter_model_id, segments_itself
-from prelabel.pipeline.labeler import Labeler, LabelerConfig
+from prelabel.pipeline.exploration import Exploration
+from prelabel.pipeline.labeler import Labeler, LabelerConfig, config_dict
 from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,12 @@ def with_overrides(settings: Settings, **overrides: Any) -> Settings:
 def labeler_config(settings: Settings) -> LabelerConfig:
     """The thresholds part of the settings."""
     return LabelerConfig(settings.box_threshold, settings.text_threshold, settings.nms_iou, settings.max_detections)
+
+
+def exploration(settings: Settings) -> Exploration | None:
+    """The exploration the settings ask for (PRELABEL_EXPLORE_SHARE > 0), or None."""
+    explore = Exploration(settings.explore_share, settings.explore_max, settings.explore_floor)
+    return explore if explore.active else None
 
 
 def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler:
@@ -71,9 +78,9 @@ def planned_models(settings: Settings) -> dict[str, str | None]:
 
 
 def planned_model_version(settings: Settings, labels: Sequence[LabelPrompt],
-                          calibration: Calibration | None = None) -> str:
+                          calibration: Calibration | None = None, explore: Exploration | None = None) -> str:
     """The ``model_version`` that :func:`build_labeler` ``(settings)`` will report, without loading models."""
     settings = resolved(settings)
     random = is_random(settings.detector or None) or is_random(settings.segmenter or None)
-    return model_version(planned_models(settings), labels, asdict(labeler_config(settings)), random,
+    return model_version(planned_models(settings), labels, config_dict(labeler_config(settings), explore), random,
                          {"calibration": calibration.to_dict()} if calibration else None)

@@ -15,6 +15,7 @@ from prelabel.core.model_version import model_version
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration, score_regions
 from prelabel.models.protocols import Detector, Segmenter
+from prelabel.pipeline.exploration import Exploration, image_seed, split_candidates
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,11 @@ class Labeler:
         return {"detector": self.detector.model_id if self.detector else None,
                 "segmenter": self.segmenter.model_id if self.segmenter else None, "dtype": self.dtype}
 
-    def model_version(self, labels: Sequence[LabelPrompt], calibration: Calibration | None = None) -> str:
-        """A stable id of models, prompts, thresholds and calibration; it changes when any of them does."""
-        return model_version(self.models, labels, asdict(self.config), self.random_weights,
+    def model_version(self, labels: Sequence[LabelPrompt], calibration: Calibration | None = None,
+                      explore: Exploration | None = None) -> str:
+        """A stable id of models, prompts, thresholds, calibration and exploration (candidates are part of what
+        the model shows); it changes when any of them does."""
+        return model_version(self.models, labels, config_dict(self.config, explore), self.random_weights,
                              {"calibration": calibration.to_dict()} if calibration else None)
 
     def predict(
@@ -63,20 +66,34 @@ class Labeler:
         labels: Sequence[LabelPrompt],
         with_masks: bool = True,
         calibration: Calibration | None = None,
+        explore: Exploration | None = None,
     ) -> Regions:
         """Detect ``labels`` on an ``(H, W, 3)`` uint8 RGB image; segment every kept box when asked.
 
         Every region gets its uncertainty signals and confidence (see :mod:`prelabel.core.uncertainty`);
-        ``calibration`` (learned from feedback) replaces the heuristic confidence.
+        ``calibration`` (learned from feedback) replaces the heuristic confidence. With an active ``explore``
+        the detector runs once with its cut lowered to ``explore.floor``, and a sample of the below-threshold
+        detections follows the shown regions as candidates (:mod:`prelabel.pipeline.exploration`).
         """
         if self.detector is None:
             raise PrelabelError("pre-labeling needs a detector; this labeler was built for clicks only "
                                 "(set PRELABEL_DETECTOR / --detector)")
         cfg = self.config
         started = time.perf_counter()
-        regions = self.detector.detect(image, labels, cfg.box_threshold, cfg.text_threshold)
+        thresholds = [cfg.box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels]
+        exploring = explore is not None and explore.active
+        if exploring:  # one forward pass at the lower cut; above the label's cut, the same regions as without
+            lowered = [replace(lb, box_threshold=min(cut, explore.floor)) for lb, cut in zip(labels, thresholds)]
+            regions = self.detector.detect(image, lowered, min(cfg.box_threshold, explore.floor),
+                                           min(cfg.text_threshold, explore.floor))
+        else:
+            regions = self.detector.detect(image, labels, cfg.box_threshold, cfg.text_threshold)
         keep = nms_per_label(regions.boxes_xyxy, regions.scores, regions.label_ids, cfg.nms_iou)
-        regions = regions.select(keep[: cfg.max_detections])
+        if exploring:
+            regions = split_candidates(regions.select(keep), np.asarray(thresholds), cfg.text_threshold, explore,
+                                       image_seed(image), cfg.max_detections)
+        else:
+            regions = regions.select(keep[: cfg.max_detections])
         correct_boxes = getattr(calibration, "correct_boxes", None)  # learned from annotators' adjustments
         if correct_boxes is not None:
             regions = correct_boxes(regions)
@@ -87,14 +104,13 @@ class Labeler:
         elif with_masks and self.segmenter is not None and not masks_from_detector:
             masks, mask_scores = self.segmenter.segment_boxes(image, regions.boxes_xyxy)
             regions = regions.with_masks(masks, mask_scores)
-        thresholds = [cfg.box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels]
         regions = score_regions(regions, thresholds, calibration)
         meta = {
             **regions.meta,  # the detector's own provenance (SAM 3: per-label presence)
             "detector": self.detector.model_id,
             "segmenter": self.segmenter.model_id if self.segmenter and with_masks and not masks_from_detector else None,
             "random_weights": self.random_weights,
-            "model_version": self.model_version(labels, calibration),
+            "model_version": self.model_version(labels, calibration, explore),
             "seconds": {"detect": round(detected - started, 4), "segment": round(time.perf_counter() - detected, 4)},
         }
         return replace(regions, meta=meta)
@@ -145,3 +161,12 @@ class Labeler:
                 "random_weights": self.random_weights, "model_version": self.model_version(labels, calibration),
                 "seconds": {"detect": round(time.perf_counter() - started, 4), "segment": 0.0}}
         return replace(regions, meta=meta)
+
+
+def config_dict(config: LabelerConfig, explore: Exploration | None = None) -> dict:
+    """The config part of ``model_version``: the thresholds, and the exploration when it is on (so a version
+    without exploration is what it was before exploration existed)."""
+    out = asdict(config)
+    if explore is not None and explore.active:
+        out["explore"] = explore.to_dict()
+    return out
