@@ -5,9 +5,11 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,20 @@ def test_cpu_and_gpu_files_differ_only_where_they_should(folder):
     assert "download.pytorch.org/whl/cpu" in cpu["spec.build.directives.preCopy[torch].value"]
     assert "whl/cpu" not in gpu["spec.build.directives.preCopy[torch].value"]
     assert cpu["spec.build.image"] != gpu["spec.build.image"]
+
+
+@pytest.mark.parametrize("path", sorted(SERVERLESS.glob("*/nuclio/function*.yaml")), ids=lambda p: p.parent.parent.name
+                         + "/" + p.name)
+def test_build_steps_that_load_the_models_run(path):
+    """The image build loads (downloads) the models with a `python -c` step: the same code, on random-tiny."""
+    steps = [d["value"] for d in load(path)["spec"]["build"]["directives"]["postCopy"]
+             if d["kind"] == "RUN" and d["value"].startswith("python -c")]
+    assert steps
+    env = {**os.environ, "PRELABEL_DETECTOR": "random-tiny", "PRELABEL_SEGMENTER": "random-tiny", "PRELABEL_DEVICE": "cpu"}
+    for step in steps:
+        result = subprocess.run([sys.executable, "-c", shlex.split(step)[2]], env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
 
 
 def test_spec_generator_rewrites_only_the_spec(tmp_path):

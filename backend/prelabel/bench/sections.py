@@ -398,7 +398,33 @@ def profile(b: Bench) -> None:
                          ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in top)))
 
 
+def detectors(b: Bench) -> None:
+    """Every detector family on the same image and labels, interleaved: Grounding DINO, MM Grounding DINO,
+    OWLv2 and SAM 3 (whose time includes its masks: it needs no segmenter). Cold = first image, vision
+    features computed; SAM 3 caches them, so a second label set on the same image is timed warm too."""
+    image = b.images[0].pixels
+    size = "tiny" if b.detector_spec == "random-tiny" else "full"
+    specs = {"Grounding DINO": b.detector_spec, "MM Grounding DINO": f"random-{size}-mm-grounding-dino",
+             "OWLv2": f"random-{size}-owlv2", "SAM 3 (masks included)": f"random-{size}-sam3"}
+    loaded = {name: b.load_detector(spec, b.dtype) for name, spec in specs.items()}
+    sam3 = loaded["SAM 3 (masks included)"]
+    times = interleaved({name: Case(lambda _, d=d: d.detect(image, b.labels, 0.0, 0.0),
+                                    (lambda _, d=d: d.cache.clear()) if hasattr(d, "cache") else None)
+                         for name, d in loaded.items()}, b.repeats)
+    warm = interleaved({"SAM 3 warm": Case(lambda _: sam3.detect(image, b.labels[:1], 0.0, 0.0))}, b.repeats)
+    reference = median(times["Grounding DINO"])
+    for name, seconds in times.items():
+        b.report.add(Row("detectors", f"{name} seconds per image, {len(b.labels)} labels", median(seconds), "s",
+                         None, f"{specs[name]}; {reference / median(seconds):.2f}x Grounding DINO's speed"))
+    b.report.add(Row("detectors", "SAM 3 one more label on a cached image", median(warm["SAM 3 warm"]), "s", None,
+                     "vision features from the cache: the text/DETR/mask side only"))
+    b.report.details["detectors"] = {"specs": specs, "seconds": times, "sam3_warm_seconds": warm["SAM 3 warm"]}
+    loaded.clear()
+    forget_loaded_models()
+    gc.collect()
+
+
 SECTIONS: dict[str, Callable[[Bench], None]] = {
     "throughput": throughput, "click": click, "decoder": decoder, "memory": memory,
-    "runtimes": runtimes, "half": half, "segmenters": segmenters, "profile": profile,
+    "runtimes": runtimes, "half": half, "segmenters": segmenters, "profile": profile, "detectors": detectors,
 }

@@ -18,7 +18,9 @@ from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SECTION_NAMES = ("throughput", "click", "decoder", "memory", "runtimes", "half", "segmenters", "profile")
+SECTION_NAMES = ("throughput", "click", "decoder", "memory", "runtimes", "half", "segmenters", "profile", "detectors")
+# Not in a default run: emulated bf16 takes minutes per forward; SAM 3 at full size takes minutes on a CPU.
+OPT_IN = ("half", "detectors")
 FULL_FAMILIES = ("random-full-slimsam-50", "random-full-slimsam-77", "random-full-sam2-tiny", "random-full-sam2-small")
 IMAGES = ("chelsea.jpg", "astronaut.jpg", "coffee.jpg", "rocket.jpg")  # bundled photos (assets/LICENSES.md)
 LABELS = "cat,person,cup=coffee cup|mug,rocket"
@@ -32,8 +34,9 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     bench.set_defaults(detector=None, segmenter=None, box_threshold=0.0, text_threshold=0.0, func=run_bench)
     bench.add_argument("--quick", action="store_true", help="smoke run on random-tiny models (seconds)")
     bench.add_argument("--sections", default=None,
-                       help=f"comma-separated, from {','.join(SECTION_NAMES)} (default: all; 'half' only where the "
-                            f"device has native fp16/bf16 kernels, as emulated bf16 takes minutes per forward)")
+                       help=f"comma-separated, from {','.join(SECTION_NAMES)} (default: all but 'detectors' (every "
+                            f"detector family side by side; SAM 3 takes minutes per image on a CPU), and 'half' only "
+                            f"where the device has native fp16/bf16 kernels)")
     bench.add_argument("--repeats", type=int, default=2, help="interleaved repeats per comparison (median)")
     bench.add_argument("--clicks", type=int, default=5, help="interactive clicks per image in the realistic mix")
     bench.add_argument("--boxes", type=int, default=5, help="boxes segmented per pre-label request")
@@ -58,7 +61,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
 
     device = pick_device(args.device)
     if args.sections is None:
-        sections = [s for s in SECTION_NAMES if s != "half" or native_half(device)]
+        sections = [s for s in SECTION_NAMES if s not in OPT_IN or (s == "half" and native_half(device))]
     else:
         sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
