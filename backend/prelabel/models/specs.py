@@ -20,7 +20,10 @@ RANDOM_SPECS: dict[str, tuple[str, str]] = {
     "random-full-sam2-tiny": ("segmenter", "SAM 2.1 Hiera-tiny shapes"),
     "random-full-sam2-small": ("segmenter", "SAM 2.1 Hiera-small shapes"),
     "random-tiny-sam2": ("segmenter", "SAM 2.1, tiny config (tests)"),
+    "random-tiny-sam2-video": ("tracker", "SAM 2.1 video tracker, tiny config (tests)"),
+    "random-full-sam2-tiny-video": ("tracker", "SAM 2.1 video tracker, Hiera-tiny shapes (timings)"),
 }
+DEFAULT_TRACKER = "facebook/sam2.1-hiera-tiny"
 
 
 def is_random(spec: str | None) -> bool:
@@ -29,7 +32,7 @@ def is_random(spec: str | None) -> bool:
 
 
 def random_specs(kind: str) -> tuple[str, ...]:
-    """The random specs usable as a ``detector`` or a ``segmenter``."""
+    """The random specs usable as a ``detector``, a ``segmenter`` or a ``tracker``."""
     return tuple(spec for spec, (spec_kind, _) in RANDOM_SPECS.items() if spec_kind in (kind, "both"))
 
 
