@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from video_data import BrightSquareDetectorDouble, TemplateTrackerDouble, square_at, write_square_video
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
@@ -14,6 +13,7 @@ from prelabel.core.video import VideoSource
 from prelabel.pipeline import Labeler, build_labeler
 from prelabel.pipeline.video import TrackLinker, VideoConfig, VideoLabeler, keyframes
 from prelabel.settings import Settings
+from video_data import BrightSquareDetectorDouble, TemplateTrackerDouble, square_at, write_square_video
 
 LABELS = [LabelPrompt("square", ("square",))]
 
