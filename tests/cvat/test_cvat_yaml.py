@@ -79,9 +79,9 @@ def flatten(value: Any, path: str = "") -> dict[str, Any]:
     return {path: value}
 
 
-def test_there_are_a_detector_and_an_interactor():
+def test_there_are_a_detector_an_interactor_and_a_tracker():
     kinds = {load(folder / "function.yaml")["metadata"]["annotations"]["type"] for folder in FUNCTION_DIRS}
-    assert kinds == {"detector", "interactor"}
+    assert kinds == {"detector", "interactor", "tracker"}
 
 
 @pytest.mark.parametrize("folder", FUNCTION_DIRS, ids=lambda p: p.parent.name)
@@ -106,6 +106,10 @@ def test_function_file_is_what_cvat_and_nuclio_need(folder, file_name):
         assert view["labels"] and all(label["type"] in SHAPE_TYPES for label in view["labels"])
         labels = labels_from_function_yaml(folder / file_name)
         assert all(label.prompts for label in labels.prompts)
+    elif view["kind"] == "tracker":
+        assert view["labels"] == []  # trackers take the task's rectangles, whatever their labels
+        directives = " ".join(d["value"] for d in spec["build"]["directives"]["preCopy"])
+        assert "PRELABEL_VIDEO_TRACKER=" in directives
     else:
         assert view["labels"] == [] and view["version"] >= 2  # the UI refuses interactors below version 2
         for key in ("startswith_box", "startswith_box_optional"):
