@@ -238,7 +238,8 @@ class VideoLabeler:
         seconds = time.perf_counter() - started
         return Tracks(info, names, tracks, meta={
             "model_version": self.model_version(labels, calibration), "random_weights": self.labeler.random_weights,
-            "between_keyframes": self.tracker_name, "keyframes_detected": detections,
+            "between_keyframes": self.tracker_name,
+            "keyframes": len(keyframes(info.frame_count, self.config.every)), "keyframes_this_run": detections,
             "seconds": round(seconds, 3)})
 
     def _keyframe(self, linker: TrackLinker, index: int, frame: np.ndarray, labels: Sequence[LabelPrompt],
