@@ -12,9 +12,9 @@ import time
 from xml.etree import ElementTree
 
 import pytest
-from video_data import write_square_video
 
 from prelabel.cli import main
+from video_data import write_square_video
 
 LABELS = "square=bright square,car"
 MODELS = ["--detector", "random-tiny", "--segmenter", "", "--device", "cpu", "--box-threshold", "0.3"]
@@ -84,6 +84,7 @@ def test_resume_after_kill_9_gives_identical_outputs(folder, clean_run):
 
 def test_frame_folder_and_bad_format(folder, tmp_path, caplog):
     import cv2
+
     from video_data import square_frames
 
     frames = tmp_path / "frames"

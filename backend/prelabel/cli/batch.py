@@ -76,12 +76,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.batch.outputs import FILES, FORMATS, labelstudio_config_for, write_outputs
     from prelabel.batch.runner import BatchOptions
     from prelabel.batch.sources import LS_PREFIX, project_client, project_of, resolve_source
+    from prelabel.batch.video import video_sources
     from prelabel.core.labels import parse_labels
     from prelabel.labelstudio.client import LabelStudioAccess
     from prelabel.pipeline import planned_model_version
     from prelabel.pipeline.build import with_overrides
-
-    from prelabel.batch.video import video_sources
 
     videos = None if args.source.startswith(LS_PREFIX) else video_sources(args.source, args.frames)
     if videos:
@@ -140,13 +139,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_videos(args: argparse.Namespace, settings: Settings, videos: list[Path]) -> int:
     """Videos: tracks per video (resumable per keyframe), written as CVAT video XML, COCO per frame, LS tasks."""
+    from prelabel.batch.outputs import FORMATS
     from prelabel.batch.video import VIDEO_FORMATS, run_video_batch
     from prelabel.core.labels import parse_labels
     from prelabel.pipeline import build_labeler
     from prelabel.pipeline.build import with_overrides
     from prelabel.pipeline.video import VideoConfig, VideoLabeler
-
-    from prelabel.batch.outputs import FORMATS
 
     requested = [f.strip() for f in args.format.split(",") if f.strip()]
     formats = list(VIDEO_FORMATS) if args.format == ",".join(FORMATS) else requested  # the image default: all
