@@ -66,6 +66,16 @@ class Settings:
     max_queue: int = 16  # model requests waiting beyond that; more get 503 + Retry-After
     queue_timeout_s: float = 30.0  # a waiting model request gets 503 after this long
     log_format: str = "json"  # "json" (one object per line, with request ids) or "text"
+    # Video (docs/video.md).
+    video_every: int = 10  # run the image detector on every Nth frame (keyframes); tracks link them
+    video_tracker: str = ""  # "" links keyframes by linear interpolation; a SAM 2 video spec tracks in between
+    video_max_missed: int = 2  # a track ends after this many keyframes without a matching detection
+    video_match_iou: float = 0.3  # a detection continues a track when their boxes overlap at least this much
+    video_tolerance: float = 0.5  # Label Studio keyframes are thinned while interpolation stays within this (%)
+    video_propagate_frames: int = 30  # frames a drawn box is propagated (interactive, CVAT-free propagate)
+    video_fps: float = 25.0  # frame rate of frame folders (videos carry their own)
+    max_video_bytes: int = 2 * 1024**3
+    max_video_frames: int = 200_000
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -81,9 +81,9 @@ def flatten(value: Any, path: str = "") -> dict[str, Any]:
     return {path: value}
 
 
-def test_there_are_a_detector_and_an_interactor():
+def test_there_are_a_detector_an_interactor_and_a_tracker():
     kinds = {load(folder / "function.yaml")["metadata"]["annotations"]["type"] for folder in FUNCTION_DIRS}
-    assert kinds == {"detector", "interactor"}
+    assert kinds == {"detector", "interactor", "tracker"}
 
 
 @pytest.mark.parametrize("folder", FUNCTION_DIRS, ids=lambda p: p.parent.name)
@@ -108,6 +108,10 @@ def test_function_file_is_what_cvat_and_nuclio_need(folder, file_name):
         assert view["labels"] and all(label["type"] in SHAPE_TYPES for label in view["labels"])
         labels = labels_from_function_yaml(folder / file_name)
         assert all(label.prompts for label in labels.prompts)
+    elif view["kind"] == "tracker":
+        assert view["labels"] == []  # trackers take the task's rectangles, whatever their labels
+        directives = " ".join(d["value"] for d in spec["build"]["directives"]["preCopy"])
+        assert "PRELABEL_VIDEO_TRACKER=" in directives
     else:
         assert view["labels"] == [] and view["version"] >= 2  # the UI refuses interactors below version 2
         for key in ("startswith_box", "startswith_box_optional"):
@@ -135,7 +139,8 @@ def test_build_steps_that_load_the_models_run(path):
     steps = [d["value"] for d in load(path)["spec"]["build"]["directives"]["postCopy"]
              if d["kind"] == "RUN" and d["value"].startswith("python -c")]
     assert steps
-    env = {**os.environ, "PRELABEL_DETECTOR": "random-tiny", "PRELABEL_SEGMENTER": "random-tiny", "PRELABEL_DEVICE": "cpu"}
+    env = {**os.environ, "PRELABEL_DETECTOR": "random-tiny", "PRELABEL_SEGMENTER": "random-tiny", "PRELABEL_DEVICE": "cpu",
+           "PRELABEL_VIDEO_TRACKER": "random-tiny-sam2-video"}
     for step in steps:
         result = subprocess.run([sys.executable, "-c", shlex.split(step)[2]], env=env, capture_output=True, text=True,
                                 timeout=300)

@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     batch.add_argument("--threads", type=int, default=0,
                        help="local engine: torch threads (0: torch's choice; 1 is faster for small models on a "
                             "busy machine)")
+    batch.add_argument("--frames", action="store_true", help="the source folder holds the frames of one video")
+    batch.add_argument("--video-every", type=int, help="videos: detect on every Nth frame (PRELABEL_VIDEO_EVERY)")
     batch.add_argument("--engine", default="local", choices=["local", "ray"], help="where the models run")
     batch.add_argument("--ray-address", help="an existing Ray cluster ('auto', 'ray://head:10001'); "
                                              "default: start a local Ray")
@@ -74,11 +76,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.batch.outputs import FILES, FORMATS, labelstudio_config_for, write_outputs
     from prelabel.batch.runner import BatchOptions
     from prelabel.batch.sources import LS_PREFIX, project_client, project_of, resolve_source
+    from prelabel.batch.video import video_sources
     from prelabel.core.labels import parse_labels
     from prelabel.labelstudio.client import LabelStudioAccess
     from prelabel.pipeline import planned_model_version
     from prelabel.pipeline.build import with_overrides
 
+    videos = None if args.source.startswith(LS_PREFIX) else video_sources(args.source, args.frames)
+    if videos:
+        return _run_videos(args, settings, videos)
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
@@ -128,6 +134,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("%d of %d image(s) could not be read and were skipped (see %s); exit code %d",
                     len(failed), len(records), written["errors"], SOME_FAILED)
         return SOME_FAILED
+    return 0
+
+
+def _run_videos(args: argparse.Namespace, settings: Settings, videos: list[Path]) -> int:
+    """Videos: tracks per video (resumable per keyframe), written as CVAT video XML, COCO per frame, LS tasks."""
+    from prelabel.batch.outputs import FORMATS
+    from prelabel.batch.video import VIDEO_FORMATS, run_video_batch
+    from prelabel.core.labels import parse_labels
+    from prelabel.pipeline import build_labeler
+    from prelabel.pipeline.build import with_overrides
+    from prelabel.pipeline.video import VideoConfig, VideoLabeler
+
+    requested = [f.strip() for f in args.format.split(",") if f.strip()]
+    formats = list(VIDEO_FORMATS) if args.format == ",".join(FORMATS) else requested  # the image default: all
+    labels = parse_labels(args.labels)
+    settings = with_overrides(settings, **model_overrides(args, with_masks=False), video_every=args.video_every)
+    video_labeler = VideoLabeler(build_labeler(settings, segmenter=""), VideoConfig.from_settings(settings))
+    written = run_video_batch(video_labeler, videos, labels, args.out, formats, args.restart, settings.video_fps,
+                              settings.max_video_frames, url_prefix=args.image_url_prefix)
+    for path in written:
+        print(path)
     return 0
 
 

@@ -22,6 +22,7 @@ from prelabel.core.images import decode_base64_image
 from prelabel.cvat.prompts import click_prompt, parse_threshold, with_threshold
 from prelabel.cvat.shapes import detector_items, interactor_reply
 from prelabel.cvat.spec import CvatLabels, labels_from_function_yaml
+from prelabel.cvat.tracker import TrackerFunction
 from prelabel.pipeline import Labeler, build_labeler
 from prelabel.settings import Settings
 
@@ -85,6 +86,27 @@ def init_interactor(context: Any) -> None:
     settings = Settings.load()
     context.user_data.function = InteractorFunction(build_labeler(settings, detector=""))
     context.logger.info_with("prelabel interactor ready", segmenter=settings.segmenter)
+
+
+@dataclass(frozen=True)
+class NuclioTracker:
+    """CVAT tracker: ``{image, shapes, states}`` to ``{shapes, states}`` (see :mod:`prelabel.cvat.tracker`)."""
+
+    function: TrackerFunction
+
+    def __call__(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.function(body, _image(body))
+
+
+def init_tracker(context: Any) -> None:
+    """Load the video tracker (PRELABEL_VIDEO_TRACKER) into ``context.user_data`` (once per worker)."""
+    settings = Settings.load()
+    if not settings.video_tracker:
+        raise ValueError("the tracker function needs PRELABEL_VIDEO_TRACKER (e.g. facebook/sam2.1-hiera-tiny, or "
+                         "random-tiny-sam2-video offline) in its function.yaml env")
+    labeler = build_labeler(settings, detector="", segmenter="")
+    context.user_data.function = NuclioTracker(TrackerFunction(labeler.tracker))
+    context.logger.info_with("prelabel tracker ready", tracker=settings.video_tracker)
 
 
 def handle(context: Any, event: Any) -> Any:

@@ -21,10 +21,11 @@ from prelabel.feedback.service import FeedbackService, FeedbackSettings
 from prelabel.feedback.store import FeedbackStore, store_exists
 from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
 from prelabel.labelstudio.config import LabelConfigError, parse_label_config
-from prelabel.labelstudio.predictor import LabelStudioPredictor
+from prelabel.labelstudio.predictor import LabelStudioPredictor, VideoOptions
 from prelabel.labelstudio.task_images import TaskImageFetcher
 from prelabel.labelstudio.webhooks import handle_webhook, normalise_project, project_id
 from prelabel.pipeline import Labeler, exploration, planned_model_version
+from prelabel.pipeline.video import VideoConfig
 from prelabel.server.app import make_app
 from prelabel.server.jobs import BackgroundJobs
 from prelabel.server.limits import ModelGate
@@ -91,7 +92,8 @@ class LabelStudioBackend:
     def predictor(self, project: Any) -> LabelStudioPredictor:
         return LabelStudioPredictor(self.models.get(self.settings.predict_deadline_s), self.fetcher,
                                     self.settings.prompt_map(), self.settings.review_threshold,
-                                    self.learned_for(project), exploration(self.settings))
+                                    self.learned_for(project), exploration(self.settings),
+                                    VideoOptions.from_settings(self.settings))
 
     def version_for(self, label_config: str, project: Any) -> str:
         """model_version without waiting for the models: specs, prompts, thresholds and the project's fit."""
@@ -100,9 +102,13 @@ class LabelStudioBackend:
         prompts = learned.apply(config.prompts) if learned else config.prompts
         calibration = learned.scoring() if learned else None
         explore = exploration(self.settings)
+        video = None
+        if config.is_video:  # the same parameters VideoLabeler.video_params() reports once models are loaded
+            video = {**VideoConfig.from_settings(self.settings).to_dict(),
+                     "between_keyframes": self.settings.video_tracker or "linear-interpolation"}
         if self.models.labeler is not None:
-            return self.models.labeler.model_version(prompts, calibration, explore)
-        return planned_model_version(self.settings, prompts, calibration, explore)
+            return self.models.labeler.model_version(prompts, calibration, explore, video=video)
+        return planned_model_version(self.settings, prompts, calibration, explore, video=video)
 
     def fit(self, project: str, label_config: str) -> dict[str, Any]:
         """Fit the project's feedback; /predict keeps serving with the previous fit meanwhile."""

@@ -13,6 +13,8 @@ from prelabel.core.labels import LabelPrompt
 
 # Control tag -> result type for the shapes we predict.
 OUTPUT_TAGS = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels", "BrushLabels": "brushlabels"}
+# Video: tracks drawn on a <Video>, labelled by a <Labels> tag on the same video.
+VIDEO_TAGS = {"VideoRectangle": "videorectangle"}
 # Control tags whose smart-tool clicks/boxes arrive as interactive context.
 CONTEXT_TAGS = {"KeyPointLabels": "keypointlabels", "RectangleLabels": "rectanglelabels"}
 EXEMPLAR_PREFIX = "exemplar"
@@ -33,7 +35,7 @@ class Control:
 
     @property
     def result_type(self) -> str:
-        return OUTPUT_TAGS[self.tag]
+        return OUTPUT_TAGS.get(self.tag) or VIDEO_TAGS[self.tag]
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,16 @@ class LabelConfig:
     controls: tuple[Control, ...]
     prompts: tuple[LabelPrompt, ...]  # one per distinct label, in config order
     exemplar_controls: tuple[str, ...] = ()  # smart RectangleLabels named "exemplar...": "label one, find all"
+    media: str = "image"  # "video" for a <Video> with <VideoRectangle> (image_name/image_key then name the video)
+    framerate: float = 0.0  # the <Video framerate=...> (0: not given; the video file's own rate is used)
 
     @property
     def needs_masks(self) -> bool:
         return any(c.tag in ("PolygonLabels", "BrushLabels") for c in self.controls)
+
+    @property
+    def is_video(self) -> bool:
+        return self.media == "video"
 
 
 def parse_label_config(xml: str, prompt_map: Mapping[str, LabelPrompt] | None = None) -> LabelConfig:
@@ -63,10 +71,13 @@ def parse_label_config(xml: str, prompt_map: Mapping[str, LabelPrompt] | None = 
         root = ElementTree.fromstring(xml)
     except Exception as exc:  # defusedxml raises ParseError and its own security errors
         raise LabelConfigError(f"the labeling config is not valid XML: {exc}") from exc
+    prompt_map = prompt_map or {}
+    if any(el.tag in VIDEO_TAGS for el in root.iter()):
+        return _video_config(root, prompt_map)
     images = {el.get("name"): el.get("value", "") for el in root.iter("Image") if el.get("name")}
     if not images:
-        raise LabelConfigError("the labeling config has no <Image> tag; prelabel pre-labels images only")
-    prompt_map = prompt_map or {}
+        raise LabelConfigError("the labeling config has no <Image> tag (or <Video> with <VideoRectangle>); "
+                               "prelabel pre-labels images and videos")
     controls, prompts, exemplars = [], {}, []
     for el in root.iter():
         if el.tag not in OUTPUT_TAGS:
@@ -98,6 +109,36 @@ def parse_label_config(xml: str, prompt_map: Mapping[str, LabelPrompt] | None = 
 def is_exemplar_control(name: str) -> bool:
     """A RectangleLabels control named ``exemplar...`` takes exemplar boxes; prelabel never fills it."""
     return name.lower().startswith(EXEMPLAR_PREFIX)
+
+
+def _video_config(root: Element, prompt_map: Mapping[str, LabelPrompt]) -> LabelConfig:
+    """``<Video name value=$key framerate>`` + ``<VideoRectangle toName>`` + ``<Labels toName>`` on that video."""
+    videos = {el.get("name"): el for el in root.iter("Video") if el.get("name")}
+    rectangles = [el for el in root.iter() if el.tag in VIDEO_TAGS]
+    for el in rectangles:
+        if el.get("toName", "") not in videos:
+            raise LabelConfigError(f"<{el.tag} name={el.get('name')!r}> points at {el.get('toName')!r}, which is not "
+                                   f"a <Video>")
+    if len({el.get("toName") for el in rectangles}) > 1:
+        raise LabelConfigError("prelabel supports one <Video> per task; the VideoRectangle tags point at several")
+    video_name = rectangles[0].get("toName", "")
+    prompts: dict[str, LabelPrompt] = {}
+    labels: list[str] = []
+    for el in root.iter("Labels"):
+        if el.get("toName") == video_name:
+            labels += [name for name in _labels(el, prompt_map, prompts) if name not in labels]
+    if not labels:
+        raise LabelConfigError(f"the <Video name={video_name!r}> has no <Labels toName={video_name!r}> with <Label> "
+                               f"children; add one so prelabel knows what to track")
+    value = videos[video_name].get("value", "")
+    if not value.startswith("$"):
+        raise LabelConfigError(f"<Video name={video_name!r}> must take its URL from task data, e.g. value=\"$video\"")
+    try:
+        framerate = float(videos[video_name].get("framerate") or 0)
+    except ValueError as exc:
+        raise LabelConfigError(f"<Video framerate=...> must be a number: {exc}") from exc
+    controls = tuple(Control(el.get("name", ""), el.tag, video_name, tuple(labels)) for el in rectangles)
+    return LabelConfig(video_name, value[1:], controls, tuple(prompts.values()), media="video", framerate=framerate)
 
 
 def _labels(el: Element, prompt_map: Mapping[str, LabelPrompt], prompts: dict[str, LabelPrompt]) -> list[str]:

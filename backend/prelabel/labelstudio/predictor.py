@@ -13,12 +13,16 @@ from prelabel.core.errors import BadRequest
 from prelabel.core.geometry import mask_to_box
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration
+from prelabel.core.video import VideoSource
 from prelabel.feedback.fit import Learned
 from prelabel.labelstudio.client import LabelStudioAccess
 from prelabel.labelstudio.config import CONTEXT_TAGS, LabelConfig, parse_label_config
-from prelabel.labelstudio.results import prediction, regions_to_results
+from prelabel.labelstudio.results import prediction, regions_to_results, video_prediction
 from prelabel.labelstudio.task_images import TaskImageFetcher
 from prelabel.pipeline import Exploration, Labeler
+from prelabel.pipeline.video import VideoConfig, VideoDeadline, VideoLabeler
+
+RESUME_KEY = "_prelabel_resume"  # a deferred video task carries the state reached, to finish in the background
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,22 @@ class PredictOutcome:
 
     results: list[dict[str, Any]]
     deferred: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How video tasks are pre-labeled (from the PRELABEL_VIDEO_* settings)."""
+
+    config: VideoConfig = VideoConfig()
+    tolerance: float = 0.5
+    fps: float = 25.0
+    max_bytes: int = 2 * 1024**3
+    max_frames: int = 200_000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> VideoOptions:
+        return cls(VideoConfig.from_settings(settings), settings.video_tolerance, settings.video_fps,
+                   settings.max_video_bytes, settings.max_video_frames)
 
 
 class LabelStudioPredictor:
@@ -46,6 +66,7 @@ class LabelStudioPredictor:
         review_threshold: float = 0.0,
         learned: Learned | None = None,
         explore: Exploration | None = None,
+        video: VideoOptions | None = None,
     ) -> None:
         self.labeler = labeler
         self.fetcher = fetcher
@@ -53,6 +74,7 @@ class LabelStudioPredictor:
         self.review_threshold = review_threshold
         self.learned = learned
         self.explore = explore
+        self.video = video or VideoOptions()
 
     def config(self, label_config: str) -> LabelConfig:
         config = parse_label_config(label_config, self.prompt_map)
@@ -63,7 +85,12 @@ class LabelStudioPredictor:
         return self.learned.scoring() if self.learned else None
 
     def model_version(self, config: LabelConfig) -> str:
+        if config.is_video:
+            return self.video_labeler().model_version(config.prompts, self.calibration)
         return self.labeler.model_version(config.prompts, self.calibration, self.explore)
+
+    def video_labeler(self) -> VideoLabeler:
+        return VideoLabeler(self.labeler, self.video.config)
 
     def predict_tasks(
         self,
@@ -80,12 +107,24 @@ class LabelStudioPredictor:
                 # No "result" key: Label Studio skips this item and stores nothing for the task.
                 results.append({"model_version": self.model_version(config), "deferred": True})
                 continue
+            if config.is_video:
+                try:
+                    results.append(self.predict_task(task, config, access, deadline))
+                except VideoDeadline as stop:  # the rest of this video is finished in the background
+                    deferred.append({**task, RESUME_KEY: stop.state})
+                    results.append({"model_version": self.model_version(config), "deferred": True})
+                continue
             results.append(self.predict_task(task, config, access))
         return PredictOutcome(results, deferred)
 
-    def predict_task(self, task: dict[str, Any], config: LabelConfig, access: LabelStudioAccess | None) -> dict:
-        """The prediction for one task, or an item with an ``error`` (and no ``result``) when it fails."""
+    def predict_task(self, task: dict[str, Any], config: LabelConfig, access: LabelStudioAccess | None,
+                     deadline: float | None = None) -> dict:
+        """The prediction for one task, or an item with an ``error`` (and no ``result``) when it fails.
+
+        A video past ``deadline`` raises :class:`VideoDeadline` with the state reached."""
         version = self.model_version(config)
+        if config.is_video:
+            return self._predict_video(task, config, access, version, deadline)
         try:
             image = self._image(task, config, access)
         except ValueError as exc:
@@ -154,6 +193,31 @@ class LabelStudioPredictor:
         )
         mask_controls = tuple(c for c in config.controls if c.tag != "RectangleLabels")
         return regions_to_results(region, replace(config, controls=mask_controls))
+
+    def _predict_video(self, task: dict[str, Any], config: LabelConfig, access: LabelStudioAccess | None,
+                       version: str, deadline: float | None) -> dict:
+        data = task.get("data")
+        if not isinstance(data, dict) or config.image_key not in data:  # one bad task never fails its batch
+            return {"model_version": version,
+                    "error": f"task {task.get('id')} has no data.{config.image_key} (the <Video> value)"}
+        try:
+            path, temporary = self.fetcher.fetch_video(data[config.image_key], access, task.get("id"),
+                                                       self.video.max_bytes)
+        except ValueError as exc:
+            log.warning("task %s: %s", task.get("id"), exc)
+            return {"model_version": version, "error": str(exc)}
+        try:
+            try:
+                source = VideoSource(path, self.video.fps, self.fetcher.max_pixels, self.video.max_frames)
+            except ValueError as exc:
+                log.warning("task %s: %s", task.get("id"), exc)
+                return {"model_version": version, "error": str(exc)}
+            tracks = self.video_labeler().prelabel(source, config.prompts, self.calibration,
+                                                   resume=task.get(RESUME_KEY), deadline=deadline)
+        finally:
+            if temporary:
+                path.unlink(missing_ok=True)
+        return video_prediction(tracks, config, version, self.review_threshold, self.video.tolerance)
 
     def _image(self, task: dict[str, Any], config: LabelConfig, access: LabelStudioAccess | None) -> np.ndarray:
         data = task.get("data")

@@ -14,6 +14,7 @@ from prelabel.core.geometry import mask_to_box, mask_to_polygons, polygon_to_mas
 from prelabel.core.regions import Regions
 from prelabel.core.shapes import Shape
 from prelabel.core.uncertainty import EXPLORE_WEIGHT, candidate_mask, region_confidence, task_score
+from prelabel.core.video import Tracks, thin_keyframes
 from prelabel.labelstudio.config import OUTPUT_TAGS, Control, LabelConfig
 
 
@@ -166,3 +167,68 @@ def prediction(regions: Regions, config: LabelConfig, model_version: str, review
     result items, with review notes below ``review_threshold`` and the uncertainty signals."""
     return {"model_version": model_version, "score": round(task_score(regions), 4),
             "result": regions_to_results(regions, config, review_threshold)}
+
+
+LS_DEFAULT_FRAMERATE = 24.0  # <Video framerate> when the config does not set it (Label Studio's default)
+
+
+def tracks_to_results(tracks: Tracks, config: LabelConfig, tolerance: float = 0.5,
+                      review_threshold: float = 0.0) -> list[dict[str, Any]]:
+    """One ``videorectangle`` item per track and VideoRectangle control: keyframes thinned so that Label Studio's
+    linear interpolation between them stays within ``tolerance`` percent of the frame on every frame.
+
+    Frames are numbered as Label Studio does (1-based, at the config's ``framerate``); a keyframe before a gap
+    or at the end of a track has ``enabled: false``, which ends the track there.
+    """
+    info = tracks.info
+    width, height = info.size
+    ls_fps = config.framerate or LS_DEFAULT_FRAMERATE
+    ratio = ls_fps / info.fps if info.fps > 0 else 1.0
+    frames_count = max(1, round(info.frame_count * ratio))
+    results: list[dict[str, Any]] = []
+    for control in config.controls:
+        for track in tracks.tracks:
+            label = tracks.label_names[track.label_id]
+            if label not in control.labels or not len(track):
+                continue
+            boxes = track.boxes_array.astype(np.float64)
+            percent = np.stack([100 * boxes[:, 0] / width, 100 * boxes[:, 1] / height,
+                                100 * (boxes[:, 2] - boxes[:, 0]) / width,
+                                100 * (boxes[:, 3] - boxes[:, 1]) / height], axis=1).clip(0, 100)
+            sequence: list[dict[str, Any]] = []
+            frames = np.asarray(track.frames)
+            runs = np.split(np.arange(len(frames)), np.flatnonzero(np.diff(frames) > 1) + 1)
+            for run in runs:
+                kept = [run[i] for i in thin_keyframes(frames[run].tolist(), percent[run], tolerance)]
+                for number, i in enumerate(kept):
+                    frame = min(frames_count, int(round(frames[i] * ratio)) + 1)
+                    if sequence and sequence[-1]["frame"] >= frame:
+                        continue  # two video frames on one Label Studio frame (a lower framerate): keep the first
+                    x, y, w, h = (round(float(v), 4) for v in percent[i])
+                    sequence.append({"frame": frame, "enabled": number < len(kept) - 1, "x": x, "y": y,
+                                     "width": w, "height": h, "rotation": 0, "time": round(frame / ls_fps, 4)})
+                if sequence:
+                    sequence[-1]["enabled"] = False
+            score = round(float(track.score), 4)
+            item: dict[str, Any] = {
+                "id": f"{control.name}_t{track.track_id}",
+                "from_name": control.name, "to_name": control.to_name, "type": control.result_type,
+                "origin": "prediction", "score": score,
+                "value": {"framesCount": frames_count, "duration": round(info.duration, 4), "labels": [label],
+                          "sequence": sequence},
+                "prelabel": {"track_id": track.track_id, "keyframes_detected": int(sum(track.detected)),
+                             "frames": len(track)},
+            }
+            if score < review_threshold:
+                item["meta"] = {"text": [f"{REVIEW_NOTE} (confidence {score:.2f})"]}
+            results.append(item)
+    return results
+
+
+def video_prediction(tracks: Tracks, config: LabelConfig, model_version: str, review_threshold: float,
+                     tolerance: float = 0.5) -> dict[str, Any]:
+    """One video task's prediction: the score is its least confident track's (1.0 with no track, as for images
+    with no region)."""
+    results = tracks_to_results(tracks, config, tolerance, review_threshold)
+    score = min((r["score"] for r in results), default=1.0)
+    return {"model_version": model_version, "score": round(float(score), 4), "result": results}

@@ -1,8 +1,8 @@
-"""What the pipeline needs from a detector and a segmenter."""
+"""What the pipeline needs from a detector, a segmenter and a video tracker."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -73,4 +73,20 @@ class ConceptSegmenter(Detector, Protocol):
         box_xyxy: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float]:
         """One ``(H, W)`` bool mask and its predicted IoU from clicks, on the cached image features."""
+        ...
+
+
+class Tracker(Protocol):
+    """Box-prompted video object tracker (SAM 2 video-like): propagates boxes through a stream of frames.
+
+    Implementations keep bounded state (a window of recent frames' memory), so a stream of any length can pass.
+    """
+
+    model_id: str
+    random_weights: bool
+
+    def track(self, frames: Iterable[np.ndarray], boxes_xyxy: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``boxes_xyxy`` ``(N, 4)`` are the objects on the first of ``frames`` (``(H, W, 3)`` uint8 RGB);
+        yields, for every following frame, ``(N, 4)`` pixel boxes and ``(N,)`` scores in ``[0, 1]`` (how sure
+        the tracker is that each object is still visible; below 0.5 it is taken as lost on that frame)."""
         ...

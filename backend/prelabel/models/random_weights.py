@@ -4,7 +4,8 @@
 default configs, equal to grounding-dino-tiny (Swin-T) and sam-vit-base, for honest timings. Segmenters also
 have ``random-full-vit-h`` (sam-vit-huge), ``random-full-slimsam-50`` / ``-77`` (the shapes of the SlimSAM
 uniform checkpoints, which load into ``SamModel``), ``random-full-sam2-tiny`` / ``-small`` (SAM 2.1 Hiera)
-and ``random-tiny-sam2``. Their outputs mean nothing: every result produced with them says
+and ``random-tiny-sam2``; trackers ``random-tiny-sam2-video`` and ``random-full-sam2-tiny-video``
+(SAM 2.1 video, with its memory bank). Their outputs mean nothing: every result produced with them says
 ``random_weights: true``.
 """
 
@@ -23,6 +24,8 @@ from transformers import (
     GroundingDinoProcessor,
     Sam2Config,
     Sam2Model,
+    Sam2VideoConfig,
+    Sam2VideoModel,
     SamConfig,
     SamImageProcessorPil,
     SamModel,
@@ -197,3 +200,41 @@ def random_sam_processor(spec: str) -> SamProcessor:
         mask_size={"longest_edge": side // 4},
         mask_pad_size={"height": side // 4, "width": side // 4},
     ))
+
+
+def sam2_video_config(spec: str) -> Sam2VideoConfig:
+    """SAM 2.1 video: Hiera-tiny as released (``random-full-sam2-tiny-video``) or a 128-pixel toy.
+
+    The toy keeps two constraints of the transformers code: the memory attention's cross-attention reads
+    64-channel memories (``kv_in_dim=64`` is fixed), and object pointers are split into ``hidden / 64`` tokens,
+    so the hidden size must be a multiple of 64 above it (128 here).
+    """
+    if spec == "random-full-sam2-tiny-video":
+        return Sam2VideoConfig(vision_config={"model_type": "sam2_vision_model",
+                                              "backbone_config": _SAM2_HIERA["random-full-sam2-tiny"]})
+    hidden = 128
+    return Sam2VideoConfig(
+        vision_config={
+            "model_type": "sam2_vision_model",
+            "backbone_config": {"model_type": "sam2_hiera_det_model",
+                "hidden_size": 8, "image_size": [128, 128], "blocks_per_stage": [1, 1, 2, 1],
+                "embed_dim_per_stage": [8, 16, 32, 64], "num_attention_heads_per_stage": [1, 1, 2, 2],
+                "window_size_per_stage": [4, 4, 4, 2], "global_attention_blocks": [3],
+            },
+            "backbone_channel_list": [64, 32, 16, 8],
+            "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]],
+            "fpn_hidden_size": hidden,
+        },
+        prompt_encoder_config={"hidden_size": hidden, "image_size": 128, "patch_size": 16, "mask_input_channels": 4},
+        mask_decoder_config={"hidden_size": hidden, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+        image_size=128, memory_attention_hidden_size=hidden, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[8, 8],
+        memory_encoder_hidden_size=hidden, memory_encoder_output_channels=64, mask_downsampler_embed_dim=hidden,
+        memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=64,
+    )
+
+
+def build_sam2_video(spec: str) -> Sam2VideoModel:
+    """SAM 2.1 video with random weights."""
+    torch.manual_seed(_SEED)
+    return Sam2VideoModel(sam2_video_config(spec)).eval()

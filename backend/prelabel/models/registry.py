@@ -15,6 +15,7 @@ from transformers import (
     GroundingDinoImageProcessorPil,
     GroundingDinoProcessor,
     Sam2Model,
+    Sam2VideoModel,
     SamImageProcessorPil,
     SamModel,
     SamProcessor,
@@ -30,12 +31,27 @@ from prelabel.models.families import (
 )
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.protocols import Detector
-from prelabel.models.random_weights import SAM2_SPECS, build_grounding_dino, build_sam, build_sam2, random_sam_processor
+from prelabel.models.random_weights import (
+    SAM2_SPECS,
+    build_grounding_dino,
+    build_sam,
+    build_sam2,
+    build_sam2_video,
+    random_sam_processor,
+)
 from prelabel.models.runtimes import SAM_RUNTIMES, OnnxImageEncoder, quantize_encoder_int8
 from prelabel.models.sam import SamSegmenter
 from prelabel.models.sam2 import Sam2Segmenter
+from prelabel.models.sam2_video import Sam2VideoTracker
 from prelabel.models.sam_checkpoint import CheckpointError, load_official_sam
-from prelabel.models.specs import DEFAULT_DETECTOR, DEFAULT_SEGMENTER, is_random, random_specs, segmenter_model_id
+from prelabel.models.specs import (
+    DEFAULT_DETECTOR,
+    DEFAULT_SEGMENTER,
+    DEFAULT_TRACKER,
+    is_random,
+    random_specs,
+    segmenter_model_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +97,7 @@ def check_spec(kind: str, spec: str) -> None:
     """Fail at once, naming the fix, for a spec that cannot load: a missing path, something that is neither a
     path, a hub id (``org/name``) nor a ``random-*`` spec, or a hub id that is not cached while offline."""
     alternatives = (f"a local folder written by save_pretrained, a hub id such as "
-                    f"{DEFAULT_DETECTOR if kind == 'detector' else DEFAULT_SEGMENTER}, or one of "
+                    f"{ {'detector': DEFAULT_DETECTOR, 'tracker': DEFAULT_TRACKER}.get(kind, DEFAULT_SEGMENTER)}, or one of "
                     f"{', '.join(random_specs(kind))} (random weights, offline)")
     if spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or Path(spec).exists():
         if not Path(spec).expanduser().exists():
@@ -242,3 +258,20 @@ def _sam_processor(spec: str, model: SamModel) -> SamProcessor:
         return SamProcessor(SamImageProcessorPil.from_pretrained(spec))
     except (OSError, ValueError) as exc:
         raise _load_error("segmenter", spec, exc) from exc
+
+
+@lru_cache(maxsize=2)
+def load_tracker(spec: str = DEFAULT_TRACKER, device: str = "auto", dtype: str = "fp32") -> Sam2VideoTracker:
+    """A SAM 2.1 video tracker from a hub id (``facebook/sam2.1-hiera-*``), a local folder or ``random-*``."""
+    torch.set_flush_denormal(True)
+    device, torch_dtype = pick_device(device), pick_dtype(dtype)
+    if is_random(spec):
+        if spec not in random_specs("tracker"):
+            raise ModelLoadError(f"{spec!r} is not a tracker; random trackers are {', '.join(random_specs('tracker'))}")
+        return Sam2VideoTracker(build_sam2_video(spec), spec, True, device, torch_dtype)
+    check_spec("tracker", spec)
+    try:
+        model = Sam2VideoModel.from_pretrained(spec)
+    except (OSError, ValueError) as exc:
+        raise _load_error("tracker", spec, exc) from exc
+    return Sam2VideoTracker(model, spec, False, device, torch_dtype)

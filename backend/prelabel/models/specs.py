@@ -29,7 +29,10 @@ RANDOM_SPECS: dict[str, tuple[str, str]] = {
     "random-full-owlv2": ("detector", "OWLv2 ViT-B/16 shapes, 960 px"),
     "random-tiny-mm-grounding-dino": ("detector", "MM Grounding DINO / LLMDet, tiny config"),
     "random-full-mm-grounding-dino": ("detector", "MM Grounding DINO Swin-T shapes"),
+    "random-tiny-sam2-video": ("tracker", "SAM 2.1 video tracker, tiny config (tests)"),
+    "random-full-sam2-tiny-video": ("tracker", "SAM 2.1 video tracker, Hiera-tiny shapes (timings)"),
 }
+DEFAULT_TRACKER = "facebook/sam2.1-hiera-tiny"
 
 
 def is_random(spec: str | None) -> bool:
@@ -38,7 +41,7 @@ def is_random(spec: str | None) -> bool:
 
 
 def random_specs(kind: str) -> tuple[str, ...]:
-    """The random specs usable as a ``detector`` or a ``segmenter``."""
+    """The random specs usable as a ``detector``, a ``segmenter`` or a ``tracker``."""
     return tuple(spec for spec, (spec_kind, _) in RANDOM_SPECS.items() if spec_kind in (kind, "both"))
 
 

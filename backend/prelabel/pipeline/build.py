@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -45,12 +45,13 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
     ``segmenter=""`` builds no segmenter, for boxes only). A detector that segments itself (SAM 3) gets no
     segmenter: its masks and clicks are its own. This is the only caller of the model registry.
     """
-    from prelabel.models.registry import load_detector, load_segmenter
+    from prelabel.models.registry import load_detector, load_segmenter, load_tracker
 
     s = resolved(with_overrides(settings or Settings.load(), **overrides))
     detector = load_detector(s.detector, s.device, s.dtype) if s.detector else None
     segmenter = load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime) if s.segmenter else None
-    return Labeler(detector, segmenter, labeler_config(s), s.dtype)
+    tracker = load_tracker(s.video_tracker, s.device, s.dtype) if s.video_tracker else None
+    return Labeler(detector, segmenter, labeler_config(s), s.dtype, tracker)
 
 
 def resolved(settings: Settings) -> Settings:
@@ -63,24 +64,30 @@ def resolved(settings: Settings) -> Settings:
 
 def forget_loaded_models() -> None:
     """Drop the registry's loaded models (each spec loads once per process otherwise), to free memory."""
-    from prelabel.models.registry import load_detector, load_segmenter
+    from prelabel.models.registry import load_detector, load_segmenter, load_tracker
 
     load_detector.cache_clear()
     load_segmenter.cache_clear()
+    load_tracker.cache_clear()
 
 
 def planned_models(settings: Settings) -> dict[str, str | None]:
     """What :attr:`Labeler.models` will be for these settings, without loading anything."""
     settings = resolved(settings)
-    return {"detector": settings.detector or None,
-            "segmenter": segmenter_model_id(settings.segmenter, settings.sam_runtime) if settings.segmenter else None,
-            "dtype": settings.dtype}
+    models = {"detector": settings.detector or None,
+              "segmenter": segmenter_model_id(settings.segmenter, settings.sam_runtime) if settings.segmenter else None,
+              "dtype": settings.dtype}
+    if settings.video_tracker:
+        models["tracker"] = settings.video_tracker
+    return models
 
 
 def planned_model_version(settings: Settings, labels: Sequence[LabelPrompt],
-                          calibration: Calibration | None = None, explore: Exploration | None = None) -> str:
+                          calibration: Calibration | None = None, explore: Exploration | None = None,
+                          video: Mapping[str, Any] | None = None) -> str:
     """The ``model_version`` that :func:`build_labeler` ``(settings)`` will report, without loading models."""
     settings = resolved(settings)
-    random = is_random(settings.detector or None) or is_random(settings.segmenter or None)
-    return model_version(planned_models(settings), labels, config_dict(labeler_config(settings), explore), random,
+    random = any(is_random(spec or None) for spec in (settings.detector, settings.segmenter, settings.video_tracker))
+    thresholds = {**config_dict(labeler_config(settings), explore), **({"video": dict(video)} if video else {})}
+    return model_version(planned_models(settings), labels, thresholds, random,
                          {"calibration": calibration.to_dict()} if calibration else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -14,7 +14,7 @@ from prelabel.core.labels import LabelPrompt
 from prelabel.core.model_version import model_version
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration, score_regions
-from prelabel.models.protocols import Detector, Segmenter
+from prelabel.models.protocols import Detector, Segmenter, Tracker
 from prelabel.pipeline.exploration import Exploration, image_seed, split_candidates
 
 
@@ -36,28 +36,33 @@ class Labeler:
     """
 
     def __init__(self, detector: Detector | None, segmenter: Segmenter | None, config: LabelerConfig | None = None,
-                 dtype: str = "fp32") -> None:
+                 dtype: str = "fp32", tracker: Tracker | None = None) -> None:
         self.detector = detector
         self.segmenter = segmenter
         self.config = config or LabelerConfig()
         self.dtype = dtype
+        self.tracker = tracker  # videos only: propagates boxes between keyframes (None: linear interpolation)
 
     @property
     def random_weights(self) -> bool:
         """True when any model has random weights: its outputs are meaningless."""
-        return any(model is not None and model.random_weights for model in (self.detector, self.segmenter))
+        return any(model is not None and model.random_weights for model in (self.detector, self.segmenter, self.tracker))
 
     @property
     def models(self) -> dict[str, str | None]:
         """What identifies the models: their ids (runtime included) and the dtype."""
-        return {"detector": self.detector.model_id if self.detector else None,
-                "segmenter": self.segmenter.model_id if self.segmenter else None, "dtype": self.dtype}
+        models = {"detector": self.detector.model_id if self.detector else None,
+                  "segmenter": self.segmenter.model_id if self.segmenter else None, "dtype": self.dtype}
+        if self.tracker is not None:  # absent otherwise, so image model_versions do not change
+            models["tracker"] = self.tracker.model_id
+        return models
 
     def model_version(self, labels: Sequence[LabelPrompt], calibration: Calibration | None = None,
-                      explore: Exploration | None = None) -> str:
-        """A stable id of models, prompts, thresholds, calibration and exploration (candidates are part of what
-        the model shows); it changes when any of them does."""
-        return model_version(self.models, labels, config_dict(self.config, explore), self.random_weights,
+                      explore: Exploration | None = None, video: Mapping[str, object] | None = None) -> str:
+        """A stable id of models, prompts, thresholds, calibration, exploration (candidates are part of what the
+        model shows) and the video settings of a video prediction; it changes when any of them does."""
+        thresholds = {**config_dict(self.config, explore), **({"video": dict(video)} if video else {})}
+        return model_version(self.models, labels, thresholds, self.random_weights,
                              {"calibration": calibration.to_dict()} if calibration else None)
 
     def predict(
