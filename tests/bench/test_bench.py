@@ -15,7 +15,7 @@ from prelabel.cli import main
 
 def test_quick_bench_prints_the_table_and_writes_json_and_markdown(tmp_path):
     out = tmp_path / "bench"
-    sections = "throughput,click,decoder,memory,runtimes,half,segmenters,profile,detectors"
+    sections = "throughput,click,decoder,memory,runtimes,half,segmenters,profile,detectors,video"
     command = [sys.executable, "-m", "prelabel.cli", "bench", "--quick", "--requests", "10", "--repeats", "1",
                "--sections", sections, "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)

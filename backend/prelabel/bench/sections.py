@@ -424,7 +424,56 @@ def detectors(b: Bench) -> None:
     gc.collect()
 
 
+def video(b: Bench) -> None:
+    """Video: frames/s of pre-labeling (keyframe detection every 10th frame, linked tracks, interpolation between)
+    and of propagating boxes with the SAM 2.1 video tracker, on a synthetic clip of a moving square; RSS growth."""
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+
+    from prelabel.core.video import VideoSource
+    from prelabel.pipeline.video import VideoConfig, VideoLabeler
+
+    size = "tiny" if b.detector_spec == "random-tiny" else "full"
+    frames, (width, height) = (40, (160, 96)) if size == "tiny" else (60, (640, 360))
+    tracker_spec = "random-tiny-sam2-video" if size == "tiny" else "random-full-sam2-tiny-video"
+    tracked = 10
+    before = rss_mb()
+    with tempfile.TemporaryDirectory(prefix="prelabel-bench-video-") as tmp:
+        path = Path(tmp) / "clip.mp4"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
+        for i in range(frames):
+            frame = np.full((height, width, 3), 30, np.uint8)
+            x = 10 + (3 * i) % max(width - 60, 1)
+            cv2.rectangle(frame, (x, height // 3), (x + 48, height // 3 + 48), (230, 230, 230), -1)
+            writer.write(frame)
+        writer.release()
+        source = VideoSource(path)
+        prelabeler = VideoLabeler(b.labeler, VideoConfig(every=10 if size == "tiny" else 20))
+        labels = b.labels[:2]
+        times = interleaved({"prelabel": Case(lambda _: prelabeler.prelabel(source, labels))}, b.repeats)
+        tracker = build_labeler(Settings(detector="", segmenter="", device=b.device, video_tracker=tracker_spec))
+        propagator = VideoLabeler(tracker)
+        box = np.array([[10, height // 3, 58, height // 3 + 48]], np.float32)
+        moved = interleaved({"propagate": Case(lambda _: propagator.propagate(source, 0, box, [0], ["square"],
+                                                                            frames=tracked))}, b.repeats)
+    b.report.add(
+        Row("video", f"pre-labeling frames/s ({width}x{height}, keyframe every {prelabeler.config.every}th, interpolation)",
+            frames / median(times["prelabel"]), "frames/s", None, f"{frames} frames, {len(labels)} labels"),
+        Row("video", f"propagation frames/s, SAM 2.1 video ({tracker_spec}), 1 box",
+            tracked / median(moved["propagate"]), "frames/s", None, f"{tracked} frames, windowed memory"),
+        Row("video", "RSS growth over the video section", rss_mb() - before, "MiB", None,
+            "bounded: frames are streamed, tracker memory is a window"),
+    )
+    b.report.details["video"] = {"prelabel_seconds": times["prelabel"], "propagate_seconds": moved["propagate"],
+                                 "frames": frames, "tracked_frames": tracked}
+    forget_loaded_models()
+    gc.collect()
+
+
 SECTIONS: dict[str, Callable[[Bench], None]] = {
     "throughput": throughput, "click": click, "decoder": decoder, "memory": memory,
     "runtimes": runtimes, "half": half, "segmenters": segmenters, "profile": profile, "detectors": detectors,
+    "video": video,
 }

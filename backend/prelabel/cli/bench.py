@@ -18,9 +18,11 @@ from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SECTION_NAMES = ("throughput", "click", "decoder", "memory", "runtimes", "half", "segmenters", "profile", "detectors")
-# Not in a default run: emulated bf16 takes minutes per forward; SAM 3 at full size takes minutes on a CPU.
-OPT_IN = ("half", "detectors")
+SECTION_NAMES = ("throughput", "click", "decoder", "memory", "runtimes", "half", "segmenters", "profile", "detectors",
+                 "video")
+# Not in a default run (which stays under 10 minutes on 2 CPU cores): emulated bf16 takes minutes per forward,
+# SAM 3 at full size minutes per image, and a video's keyframes one full detector pass each.
+OPT_IN = ("half", "detectors", "video")
 FULL_FAMILIES = ("random-full-slimsam-50", "random-full-slimsam-77", "random-full-sam2-tiny", "random-full-sam2-small")
 IMAGES = ("chelsea.jpg", "astronaut.jpg", "coffee.jpg", "rocket.jpg")  # bundled photos (assets/LICENSES.md)
 LABELS = "cat,person,cup=coffee cup|mug,rocket"
@@ -35,8 +37,8 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     bench.add_argument("--quick", action="store_true", help="smoke run on random-tiny models (seconds)")
     bench.add_argument("--sections", default=None,
                        help=f"comma-separated, from {','.join(SECTION_NAMES)} (default: all but 'detectors' (every "
-                            f"detector family side by side; SAM 3 takes minutes per image on a CPU), and 'half' only "
-                            f"where the device has native fp16/bf16 kernels)")
+                            f"detector family side by side; SAM 3 takes minutes per image on a CPU) and 'video', and "
+                            f"'half' only where the device has native fp16/bf16 kernels)")
     bench.add_argument("--repeats", type=int, default=2, help="interleaved repeats per comparison (median)")
     bench.add_argument("--clicks", type=int, default=5, help="interactive clicks per image in the realistic mix")
     bench.add_argument("--boxes", type=int, default=5, help="boxes segmented per pre-label request")
