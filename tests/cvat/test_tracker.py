@@ -112,3 +112,32 @@ def test_init_without_a_tracker_names_the_setting(monkeypatch):
     monkeypatch.delenv("PRELABEL_VIDEO_TRACKER", raising=False)
     with pytest.raises(ValueError, match="PRELABEL_VIDEO_TRACKER"):
         nuclio.init_tracker(object())
+
+
+def test_cvat_sdk_tracking_function_follows_the_moving_square():
+    """The cvat-sdk TrackingFunction (agents): init on one frame, then one predicted rectangle per next frame."""
+    import cvat_sdk.auto_annotation as cvataa
+    import PIL.Image
+
+    from prelabel.cvat.sdk_function import TrackingFunction, create
+
+    double = TemplateTrackerDouble()
+    function = TrackingFunction(double)
+    assert function.spec.supported_shape_types == {"rectangle"}
+    frames = list(square_frames(12, side=SIDE))
+    x, y = square_at(0)
+    state = function.init_tracking_state(None, function.preprocess_image(None, PIL.Image.fromarray(frames[0])),
+                                         cvataa.TrackableShape(type="rectangle", points=[x, y, x + SIDE, y + SIDE]))
+    for index in range(1, len(frames)):
+        shape = function.track(None, function.preprocess_image(None, PIL.Image.fromarray(frames[index])), state)
+        x, y = square_at(index)
+        assert shape is not None and shape.type == "rectangle"
+        assert np.allclose(shape.points, [x, y, x + SIDE, y + SIDE], atol=2), (index, shape.points)
+    assert double.calls == len(frames) - 1
+    blank = np.zeros_like(frames[0])
+    assert function.track(None, blank, state) is None, "a lost object is reported as lost, not guessed"
+    real = create(kind="tracker", tracker="random-tiny-sam2-video", device="cpu")
+    pp = real.preprocess_image(None, PIL.Image.fromarray(frames[0]))
+    state = real.init_tracking_state(None, pp, cvataa.TrackableShape(type="rectangle", points=[10, 30, 34, 54]))
+    moved = real.track(None, real.preprocess_image(None, PIL.Image.fromarray(frames[1])), state)
+    assert moved is None or (moved.type == "rectangle" and len(moved.points) == 4)
