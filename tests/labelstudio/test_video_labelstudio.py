@@ -114,3 +114,36 @@ def test_video_url_limits(client, video_host, tmp_path):
     (result,) = predict(client, [{"id": 1, "data": {"video": "http://10.1.2.3/x.mp4"}}]).get_json()["results"]
     assert "PRELABEL_ALLOWED_HOSTS" in result["error"]
 
+
+
+def test_a_box_drawn_on_a_frame_is_propagated_forward(video_host, tmp_path):
+    """Interactive on a video: the annotator's videorectangle comes back with its own id and keyframes, extended
+    by the tracker (a test double with the Tracker interface) for PRELABEL_VIDEO_PROPAGATE_FRAMES frames."""
+    from video_data import TemplateTrackerDouble
+
+    settings = Settings(detector="", segmenter="", label_studio_url=video_host.url, label_studio_api_key=video_host.token,
+                        video_propagate_frames=12, video_tolerance=0.01, feedback_db=str(tmp_path / "f.sqlite3"))
+    tracker = TemplateTrackerDouble()
+    client = create_app(settings, Labeler(BrightSquareDetectorDouble(), None, tracker=tracker)).test_client()
+    x, y = square_at(4)
+    drawn = {"id": "abc123", "from_name": "box", "to_name": "video", "type": "videorectangle",
+             "value": {"framesCount": 40, "duration": 1.6, "labels": ["square"], "sequence": [
+                 {"frame": 5, "enabled": True, "x": 100 * x / 160, "y": 100 * y / 96, "width": 100 * 24 / 160,
+                  "height": 100 * 24 / 96, "rotation": 0, "time": 0.2}]}}
+    response = client.post("/predict", json={"tasks": [{"id": 1, "data": {"video": "/data/upload/1/clip.mp4"}}],
+                                             "label_config": VIDEO_CONFIG, "project": "1",
+                                             "params": {"context": {"result": [drawn]}}})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    (result,) = response.get_json()["results"][0]["result"]
+    assert result["id"] == "abc123" and result["type"] == "videorectangle" and result["value"]["labels"] == ["square"]
+    sequence = result["value"]["sequence"]
+    assert sequence[0]["frame"] == 5 and sequence[-1]["frame"] > 5 and sequence[-1]["frame"] <= 5 + 12 + 1
+    for key in sequence:
+        expected_x, _ = square_at(key["frame"] - 1)
+        assert abs(key["x"] * 160 / 100 - expected_x) <= 2.5, key
+    assert tracker.calls >= 1
+    without = create_app(settings, Labeler(BrightSquareDetectorDouble(), None)).test_client()
+    refused = without.post("/predict", json={"tasks": [{"id": 1, "data": {"video": "/data/upload/1/clip.mp4"}}],
+                                             "label_config": VIDEO_CONFIG, "project": "1",
+                                             "params": {"context": {"result": [drawn]}}})
+    assert refused.status_code == 400 and "PRELABEL_VIDEO_TRACKER" in refused.get_json()["error"]

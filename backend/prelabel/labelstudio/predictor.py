@@ -17,7 +17,13 @@ from prelabel.core.video import VideoSource
 from prelabel.feedback.fit import Learned
 from prelabel.labelstudio.client import LabelStudioAccess
 from prelabel.labelstudio.config import CONTEXT_TAGS, LabelConfig, parse_label_config
-from prelabel.labelstudio.results import prediction, regions_to_results, video_prediction
+from prelabel.labelstudio.results import (
+    LS_DEFAULT_FRAMERATE,
+    prediction,
+    regions_to_results,
+    tracks_to_results,
+    video_prediction,
+)
 from prelabel.labelstudio.task_images import TaskImageFetcher
 from prelabel.pipeline import Exploration, Labeler
 from prelabel.pipeline.video import VideoConfig, VideoDeadline, VideoLabeler
@@ -44,11 +50,12 @@ class VideoOptions:
     fps: float = 25.0
     max_bytes: int = 2 * 1024**3
     max_frames: int = 200_000
+    propagate_frames: int = 30  # a box drawn on a frame is tracked this many frames forward
 
     @classmethod
     def from_settings(cls, settings: Any) -> VideoOptions:
         return cls(VideoConfig.from_settings(settings), settings.video_tolerance, settings.video_fps,
-                   settings.max_video_bytes, settings.max_video_frames)
+                   settings.max_video_bytes, settings.max_video_frames, settings.video_propagate_frames)
 
 
 class LabelStudioPredictor:
@@ -138,7 +145,10 @@ class LabelStudioPredictor:
         self, task: dict[str, Any], config: LabelConfig, context: dict[str, Any], access: LabelStudioAccess | None
     ) -> dict[str, Any]:
         """A mask from smart-tool clicks (KeyPointLabels) and/or a smart box (RectangleLabels); with boxes from
-        an ``exemplar`` control, every similar instance of the box's label ("label one, find all", SAM 3)."""
+        an ``exemplar`` control, every similar instance of the box's label ("label one, find all", SAM 3); on a
+        video, the annotator's boxes tracked forward (:meth:`propagate`)."""
+        if config.is_video:
+            return self.propagate(task, config, context, access)
         items = [c for c in context.get("result") or [] if isinstance(c, dict) and c.get("type") in CONTEXT_TAGS.values()]
         if not items:
             raise BadRequest("interactive context holds no keypointlabels or rectanglelabels result")
@@ -170,6 +180,58 @@ class LabelStudioPredictor:
                                          np.array(point_labels, dtype=np.int64), box)
         return {"model_version": self.model_version(config), "score": round(score, 4),
                 "result": self._mask_results(mask, score, config, label)}
+
+    def propagate(self, task: dict[str, Any], config: LabelConfig, context: dict[str, Any],
+                  access: LabelStudioAccess | None) -> dict[str, Any]:
+        """Each ``videorectangle`` in the context (what the annotator drew) tracked from its last keyframe for
+        ``PRELABEL_VIDEO_PROPAGATE_FRAMES`` frames; the answer extends each region's own sequence, same id."""
+        items = [c for c in context.get("result") or [] if isinstance(c, dict) and c.get("type") == "videorectangle"]
+        if not items:
+            raise BadRequest("interactive context on a video holds no videorectangle result")
+        names = [p.name for p in config.prompts]
+        starts, label_ids = [], []
+        for item in items:
+            value = item.get("value") or {}
+            try:
+                keyframe = max((k for k in value["sequence"] if isinstance(k, dict)), key=lambda k: int(k["frame"]))
+                box = [float(keyframe[k]) for k in ("x", "y", "width", "height")]
+                frame = int(keyframe["frame"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BadRequest(f"videorectangle {item.get('id')!r} has no keyframe with numeric frame/x/y/width/"
+                                 f"height: {exc}") from exc
+            label = (value.get("labels") or [names[0] if names else None])[0]
+            if label not in names:
+                raise BadRequest(f"the label {label!r} is not in the labeling config ({', '.join(names)})")
+            starts.append((frame, box))
+            label_ids.append(names.index(label))
+        data = task.get("data")
+        if not isinstance(data, dict) or config.image_key not in data:
+            raise BadRequest(f"task {task.get('id')} has no data.{config.image_key} (the <Video> value)")
+        path, temporary = self.fetcher.fetch_video(data[config.image_key], access, task.get("id"), self.video.max_bytes)
+        try:
+            source = VideoSource(path, self.video.fps, self.fetcher.max_pixels, self.video.max_frames)
+            width, height = source.info.size
+            ratio = (config.framerate or LS_DEFAULT_FRAMERATE) / source.info.fps if source.info.fps > 0 else 1.0
+            results = []
+            for item, (frame, (x, y, w, h)), label_id in zip(items, starts, label_ids):
+                video_frame = min(source.info.frame_count - 1, max(0, round((frame - 1) / ratio)))
+                box = np.array([[x * width / 100, y * height / 100, (x + w) * width / 100, (y + h) * height / 100]],
+                               dtype=np.float32)
+                tracks = self.video_labeler().propagate(source, video_frame, box, [label_id], names,
+                                                        frames=self.video.propagate_frames)
+                (tracked,) = tracks_to_results(tracks, config, self.video.tolerance) or [None]
+                own = [k for k in item["value"]["sequence"] if isinstance(k, dict)]
+                extra = [k for k in (tracked["value"]["sequence"] if tracked else []) if k["frame"] > frame]
+                if own and extra:
+                    own[-1] = {**own[-1], "enabled": True}  # the track now goes on past the drawn keyframe
+                results.append({**item, "origin": "prediction", "value": {
+                    **item["value"], "framesCount": tracked["value"]["framesCount"] if tracked else
+                    item["value"].get("framesCount"), "sequence": own + extra}})
+        finally:
+            if temporary:
+                path.unlink(missing_ok=True)
+        return {"model_version": self.video_labeler().model_version(config.prompts, self.calibration),
+                "score": 1.0, "result": results}
 
     def _similar(self, image: np.ndarray, config: LabelConfig, label: str | None,
                  exemplars: dict[bool, list[np.ndarray]]) -> dict[str, Any]:
