@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -29,9 +30,24 @@ class LRUBytesCache(Generic[V]):
         self.budget_bytes = budget_bytes
         self._items: OrderedDict[str, tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self._compute_lock = threading.Lock()
         self.used_bytes = 0
         self.hits = 0
         self.misses = 0
+
+    def get_or_compute(self, key: str, compute: Callable[[], V], size_bytes: Callable[[V], int]) -> V:
+        """The value stored under ``key``, else ``compute()``'s, stored with ``size_bytes(value)``; concurrent
+        callers for a missing key wait for one computation instead of each running it."""
+        cached = self.get(key)
+        if cached is not None:
+            return cached
+        with self._compute_lock:
+            cached = self.get(key)
+            if cached is not None:
+                return cached
+            value = compute()
+            self.put(key, value, size_bytes(value))
+            return value
 
     def get(self, key: str) -> V | None:
         with self._lock:

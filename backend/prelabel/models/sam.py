@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,25 +61,18 @@ class SamSegmenter:
         self.multimask = multimask
         self.cache: LRUBytesCache[ImageEmbedding] = LRUBytesCache(cache_bytes)
         self.encoder_calls = 0
-        self._encoder_lock = threading.Lock()
 
     @torch.inference_mode()
     def embed(self, image: np.ndarray) -> ImageEmbedding:
         """The image embedding, from the cache when these pixels were seen before."""
-        key = image_key(image, self.model_id)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        with self._encoder_lock:  # concurrent requests for one image encode it once
-            cached = self.cache.get(key)
-            if cached is not None:
-                return cached
-            pixel_values, original_size, reshaped_size = self.preprocess(image)
-            embeddings = self.encoder(pixel_values.to(device=self.device, dtype=self.dtype))
-            self.encoder_calls += 1
-            embedding = ImageEmbedding(embeddings, original_size, reshaped_size)
-            self.cache.put(key, embedding, embedding.nbytes)
-            return embedding
+        return self.cache.get_or_compute(image_key(image, self.model_id), lambda: self._encode(image),
+                                         lambda embedding: embedding.nbytes)
+
+    def _encode(self, image: np.ndarray) -> ImageEmbedding:
+        pixel_values, original_size, reshaped_size = self.preprocess(image)
+        embeddings = self.encoder(pixel_values.to(device=self.device, dtype=self.dtype))
+        self.encoder_calls += 1
+        return ImageEmbedding(embeddings, original_size, reshaped_size)
 
     def preprocess(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """Pixel values ``(1, 3, S, S)``, the original ``(H, W)`` and the resized ``(H, W)`` before padding."""

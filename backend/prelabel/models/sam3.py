@@ -256,7 +256,6 @@ class Sam3ConceptSegmenter:
         self._text_cache: OrderedDict[str, tuple[Any, torch.Tensor]] = OrderedDict()
         self._positions: dict[tuple, torch.Tensor] = {}
         self._vit_calls = 0
-        self._lock = threading.Lock()
         self._text_lock = threading.Lock()
         self.tracker: Sam3TrackerSegmenter | None = None
         if tracker is not None:
@@ -282,21 +281,15 @@ class Sam3ConceptSegmenter:
     @torch.inference_mode()
     def vision_features(self, image: np.ndarray) -> Sam3Features:
         """The image's vision features, from the cache when these pixels were seen before."""
-        key = image_key(image, self.model_id)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        with self._lock:  # concurrent requests for one image encode it once
-            cached = self.cache.get(key)
-            if cached is not None:
-                return cached
-            pixel_values = self.preprocessor(image).to(device=self.device, dtype=self.dtype)
-            vision = self.model.get_vision_features(pixel_values=pixel_values)
-            vision.fpn_position_encoding = tuple(self._shared(t) for t in vision.fpn_position_encoding)
-            self._vit_calls += 1
-            features = Sam3Features(vision, tuple(image.shape[:2]))
-            self.cache.put(key, features, features.nbytes)
-            return features
+        return self.cache.get_or_compute(image_key(image, self.model_id), lambda: self._encode(image),
+                                         lambda features: features.nbytes)
+
+    def _encode(self, image: np.ndarray) -> Sam3Features:
+        pixel_values = self.preprocessor(image).to(device=self.device, dtype=self.dtype)
+        vision = self.model.get_vision_features(pixel_values=pixel_values)
+        vision.fpn_position_encoding = tuple(self._shared(t) for t in vision.fpn_position_encoding)
+        self._vit_calls += 1
+        return Sam3Features(vision, tuple(image.shape[:2]))
 
     def _shared(self, encoding: torch.Tensor) -> torch.Tensor:
         """One copy of each FPN position encoding (image-independent; ~110 MB per image at 1008 px otherwise)."""
@@ -491,25 +484,19 @@ class Sam3TrackerSegmenter(SamSegmenter):
     @torch.inference_mode()
     def embed(self, image: np.ndarray) -> ImageEmbedding:
         """The tracker's prompt-ready feature maps, from the cache or from the (shared) ViT output."""
-        key = image_key(image, self.model_id)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        with self._encoder_lock:
-            cached = self.cache.get(key)
-            if cached is not None:
-                return cached
-            if self.backbone_features is not None:
-                hidden = self.backbone_features(image)
-            else:
-                pixel_values = self.preprocessor(image).to(device=self.device, dtype=self.dtype)
-                hidden = self.model.vision_encoder.backbone(pixel_values).last_hidden_state
-                self.own_encoder_calls += 1
-            self.encoder_calls += 1  # tracker embeddings computed (from the shared or its own ViT output)
-            embedding = ImageEmbedding(self.embeddings_from_backbone(hidden), tuple(image.shape[:2]),
-                                       (self.preprocessor.height, self.preprocessor.width))
-            self.cache.put(key, embedding, embedding.nbytes)
-            return embedding
+        return self.cache.get_or_compute(image_key(image, self.model_id), lambda: self._encode(image),
+                                         lambda embedding: embedding.nbytes)
+
+    def _encode(self, image: np.ndarray) -> ImageEmbedding:
+        if self.backbone_features is not None:
+            hidden = self.backbone_features(image)
+        else:
+            pixel_values = self.preprocessor(image).to(device=self.device, dtype=self.dtype)
+            hidden = self.model.vision_encoder.backbone(pixel_values).last_hidden_state
+            self.own_encoder_calls += 1
+        self.encoder_calls += 1  # tracker embeddings computed (from the shared or its own ViT output)
+        return ImageEmbedding(self.embeddings_from_backbone(hidden), tuple(image.shape[:2]),
+                              (self.preprocessor.height, self.preprocessor.width))
 
     def embeddings_from_backbone(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """ViT ``last_hidden_state`` ``(B, h*w, C)`` to what ``Sam3TrackerModel.get_image_embeddings`` returns."""
