@@ -54,3 +54,4 @@ def test_compose_wires_label_studio_and_the_backend():
     assert any(v.split(":")[1] == ls_root for v in backend["volumes"] if v.startswith("./files"))
     assert (DOCKER / backend["build"]["context"] / backend["build"]["dockerfile"]).resolve() == DOCKERFILES[0]
     assert backend["stop_grace_period"], "in-flight requests need time to finish on SIGTERM"
+
