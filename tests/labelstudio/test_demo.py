@@ -43,13 +43,24 @@ def test_a_rerun_reuses_the_demo_project_and_replaces_the_dead_backend(label_stu
     client = LabelStudioClient(label_studio.url, label_studio.token)
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(image)
+    env = {"PRELABEL_DETECTOR": "random-tiny", "PRELABEL_SEGMENTER": "random-tiny"}
     project, tasks = demo_project(client, [image])
-    connect_demo_backend(client, project, "http://127.0.0.1:9")  # the first run's backend, now stopped
-    again, same_tasks = demo_project(client, [image, image])
-    assert (again, same_tasks) == (project, tasks), "no second project, no second import"
-    assert sum(p["title"] == DEMO_TITLE for p in client.projects()) == 1
-    connect_demo_backend(client, project, "http://127.0.0.1:10")
-    urls = [ml["url"] for ml in client.call("GET", "/api/ml", params={"project": project})]
-    assert urls == ["http://127.0.0.1:10"], "the stale backend is gone"
-    hooks = [h["url"] for h in client.call("GET", "/api/webhooks", params={"project": project})]
-    assert not any(url.startswith("http://127.0.0.1:9/") for url in hooks)
+    first = BackendProcess(env, tmp_path / "first.log")  # the first run's backend, stopped when that run ends
+    try:
+        first.wait_ready()
+        connect_demo_backend(client, project, first.url)
+    finally:
+        first.stop()
+    second = BackendProcess(env, tmp_path / "second.log")
+    try:
+        second.wait_ready()
+        again, same_tasks = demo_project(client, [image, image])
+        assert (again, same_tasks) == (project, tasks), "no second project, no second import"
+        assert sum(p["title"] == DEMO_TITLE for p in client.projects()) == 1
+        connect_demo_backend(client, project, second.url)
+        urls = [ml["url"] for ml in client.call("GET", "/api/ml", params={"project": project})]
+        assert urls == [second.url], "the stale backend is gone"
+        hooks = [h["url"] for h in client.call("GET", "/api/webhooks", params={"project": project})]
+        assert not any(url.startswith(first.url) for url in hooks)
+    finally:
+        second.stop()
