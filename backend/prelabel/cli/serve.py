@@ -23,10 +23,11 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from prelabel.labelstudio.backend import create_app
     from prelabel.server.run import serve
 
     if args.config:
         settings = Settings.load(args.config)
     log.info("settings: %s", settings.redacted())
-    serve(settings, args.host, args.port, args.workers, args.threads)
+    serve(create_app, settings, args.host, args.port, args.workers, args.threads)
     return 0

@@ -1,4 +1,4 @@
-"""``prelabel serve``: the app under gunicorn (threads, so /health answers during a long predict).
+"""``prelabel serve``: an app under gunicorn (threads, so /health answers during a long predict).
 
 On SIGTERM gunicorn stops accepting connections and lets in-flight requests finish (up to ``timeout`` s).
 """
@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 from typing import Any
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from prelabel.core.errors import PrelabelError
-from prelabel.labelstudio.backend import create_app
 from prelabel.server.observability import configure_logging
 from prelabel.settings import Settings
 
+AppFactory = Callable[[Settings], Flask]
+
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, app_factory: AppFactory, settings: Settings, options: dict[str, Any]) -> None:
+        self.app_factory = app_factory
         self.settings = settings
         self.options = options
         super().__init__()
@@ -29,7 +33,7 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> Any:
         configure_logging(self.settings.log_format)
-        return create_app(self.settings)
+        return self.app_factory(self.settings)
 
 
 class BindError(PrelabelError):
@@ -53,8 +57,10 @@ def check_bindable(host: str, port: int) -> None:
             raise BindError(f"cannot serve on {host}:{port}: the port {why}; choose another with --port") from exc
 
 
-def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 8, timeout: int = 300) -> None:
-    """Run the backend; each worker process loads the models once (in the background, at start-up)."""
+def serve(app_factory: AppFactory, settings: Settings, host: str, port: int, workers: int = 1, threads: int = 8,
+          timeout: int = 300) -> None:
+    """Run ``app_factory(settings)`` (e.g. the Label Studio backend) under gunicorn; each worker process builds
+    its own app and loads the models once (in the background, at start-up)."""
     check_bindable(host, port)
     options = {
         "bind": f"{host}:{port}",
@@ -66,4 +72,4 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: i
         "accesslog": None,  # the app logs each request itself, with its id and without the query string
         "errorlog": "-",
     }
-    _Gunicorn(settings, options).run()
+    _Gunicorn(app_factory, settings, options).run()
