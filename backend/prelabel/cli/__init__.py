@@ -20,8 +20,9 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prelabel", description="Text-prompted pre-annotations (Grounding DINO + "
-                                     "SAM) for Label Studio, CVAT and files.",
+    parser = argparse.ArgumentParser(prog="prelabel", description="Text-prompted pre-annotations (Grounding DINO, "
+                                     "SAM, SAM 3, OWLv2, ...) for Label Studio, CVAT and files, on images and "
+                                     "videos.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--version", action="version", version=f"prelabel {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

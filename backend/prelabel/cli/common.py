@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help: str, **kwargs: 
 def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
     """The model choice options (defaults from ``PRELABEL_*`` / the config file)."""
     parser.add_argument("--detector", default=settings.detector,
-                        help="hub id, local folder written by save_pretrained, or random-tiny/random-full")
+                        help="hub id, local folder written by save_pretrained (Grounding DINO, MM Grounding DINO, "
+                             "OWLv2, SAM 3: its config.json decides), or a random-* spec (docs/models.md)")
     parser.add_argument("--segmenter", default=settings.segmenter,
                         help="hub id, local folder, official sam_vit_*.pth, or random-*")
     parser.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:1 or mps")
