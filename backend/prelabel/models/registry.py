@@ -44,8 +44,8 @@ from prelabel.models.runtimes import SAM_RUNTIMES, OnnxImageEncoder, quantize_en
 from prelabel.models.sam import SamSegmenter
 from prelabel.models.sam2 import Sam2Segmenter
 from prelabel.models.sam2_video import Sam2VideoTracker
-from prelabel.models.sam_hq import SAM_HQ_SPECS, SamHQSegmenter, build_sam_hq, sam_hq_processor
 from prelabel.models.sam_checkpoint import CheckpointError, load_official_sam
+from prelabel.models.sam_hq import SAM_HQ_SPECS, SamHQSegmenter, build_sam_hq, sam_hq_processor
 from prelabel.models.specs import (
     DEFAULT_DETECTOR,
     DEFAULT_SEGMENTER,
