@@ -204,7 +204,14 @@ def load_omdet_turbo(spec: str, random_weights: bool, device: str, dtype: torch.
     if random_weights:
         model, preprocessor, tokenizer = build_omdet_turbo(spec)
     else:
-        model = OmDetTurboForObjectDetection.from_pretrained(spec)
+        try:
+            model = OmDetTurboForObjectDetection.from_pretrained(spec)
+        except ImportError as exc:  # the hub checkpoint's Swin is a timm backbone
+            from prelabel.models.registry import ModelLoadError
+
+            raise ModelLoadError(f"the OmDet-Turbo checkpoint {spec!r} needs a package that is not installed "
+                                 f"({exc}); `pip install timm` for the released checkpoints (their Swin is a timm "
+                                 f"backbone), or use a folder whose config has use_timm_backbone=false") from exc
         tokenizer = AutoTokenizer.from_pretrained(spec)
         folder = Path(spec).expanduser()
         if not folder.is_dir():
