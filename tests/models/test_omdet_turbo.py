@@ -105,3 +105,14 @@ def test_full_config_has_the_released_shapes():
     config = omdet_turbo_config("random-full-omdet-turbo")
     assert config.backbone_config.model_type == "swin" and config.backbone_config.embed_dim == 96
     assert config.backbone_config.image_size == 640 and config.num_queries == 900
+
+
+def test_preprocessing_matches_transformers_detr_pil_processor():
+    from transformers import DetrImageProcessorPil  # the checkpoint's DetrImageProcessor, PIL backend (no torchvision)
+
+    config = preprocessor_config(96)
+    reference = DetrImageProcessorPil(**{k: v for k, v in config.items()
+                                         if k not in ("image_processor_type", "processor_class")})
+    image = np.random.default_rng(5).integers(0, 255, (45, 70, 3), dtype=np.uint8)
+    expected = reference(images=image, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(OmDetPreprocessor(config)(image), expected, atol=1e-5, rtol=0)
