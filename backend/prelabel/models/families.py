@@ -19,6 +19,7 @@ MODEL_TYPES = {
     "grounding-dino": "grounding-dino",
     "mm-grounding-dino": "mm-grounding-dino",
     "owlv2": "owlv2",
+    "omdet-turbo": "omdet-turbo",
     "sam3": "sam3",
     "sam3_video": "sam3",  # facebook/sam3: detector and tracker in one checkpoint
 }
@@ -34,6 +35,10 @@ def family_of_random(spec: str) -> str | None:
         return "owlv2"
     if spec in MM_GDINO_SPECS:
         return "mm-grounding-dino"
+    from prelabel.models.omdet_turbo import OMDET_SPECS
+
+    if spec in OMDET_SPECS:
+        return "omdet-turbo"
     return None
 
 
@@ -48,6 +53,10 @@ def load_family_detector(spec: str, family: str, random_weights: bool, device: s
         return open_vocab.load_owlv2(spec, random_weights, device, dtype)
     if family == "mm-grounding-dino":
         return open_vocab.load_mm_grounding_dino(spec, random_weights, device, dtype)
+    if family == "omdet-turbo":
+        from prelabel.models.omdet_turbo import load_omdet_turbo
+
+        return load_omdet_turbo(spec, random_weights, device, dtype)
     raise ValueError(f"unknown detector family {family!r}")
 
 

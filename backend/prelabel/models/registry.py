@@ -16,6 +16,7 @@ from transformers import (
     GroundingDinoProcessor,
     Sam2Model,
     Sam2VideoModel,
+    SamHQModel,
     SamImageProcessorPil,
     SamModel,
     SamProcessor,
@@ -44,6 +45,7 @@ from prelabel.models.sam import SamSegmenter
 from prelabel.models.sam2 import Sam2Segmenter
 from prelabel.models.sam2_video import Sam2VideoTracker
 from prelabel.models.sam_checkpoint import CheckpointError, load_official_sam
+from prelabel.models.sam_hq import SAM_HQ_SPECS, SamHQSegmenter, build_sam_hq, sam_hq_processor
 from prelabel.models.specs import (
     DEFAULT_DETECTOR,
     DEFAULT_SEGMENTER,
@@ -189,7 +191,7 @@ def load_segmenter(
     spec: str = DEFAULT_SEGMENTER, device: str = "auto", dtype: str = "fp32", cache_mb: int = 512,
     runtime: str = "torch",
 ) -> SamSegmenter:
-    """A SAM or SAM 2.1 segmenter from a hub id, a local folder, an official ``sam_vit_*.pth`` or ``random-*``.
+    """A SAM, SAM-HQ or SAM 2.1 segmenter from a hub id, a local folder, an official ``sam_vit_*.pth`` or ``random-*``.
 
     ``runtime`` runs the image encoder as PyTorch (``torch``), dynamically quantised int8 PyTorch
     (``int8``, CPU) or ONNX Runtime (``onnx``, CPU); the decoder always runs in PyTorch.
@@ -208,6 +210,11 @@ def load_segmenter(
         except (OSError, ValueError) as exc:
             raise _load_error("segmenter", spec, exc) from exc
     model = _segmenter_model(spec)
+    if isinstance(model, SamHQModel):
+        if runtime != "torch":
+            raise ModelLoadError(f"SAM-HQ runs only with the torch runtime, not {runtime!r}")
+        return SamHQSegmenter(model, _sam_processor(spec, model), spec, random_weights=is_random(spec), device=device,
+                              dtype=torch_dtype, cache_bytes=cache_mb * 1024**2)
     if runtime == "int8":
         quantize_encoder_int8(model)
     encoder = OnnxImageEncoder(model, _input_side(model)) if runtime == "onnx" else None
@@ -226,10 +233,12 @@ def _input_side(model: SamModel | Sam2Model) -> int:
     return int(model.config.vision_config.image_size)
 
 
-def _segmenter_model(spec: str) -> SamModel | Sam2Model:
-    """The SAM or SAM 2 model a spec names (random, official checkpoint, hub id or folder)."""
+def _segmenter_model(spec: str) -> SamModel | Sam2Model | SamHQModel:
+    """The SAM, SAM 2 or SAM-HQ model a spec names (random, official checkpoint, hub id or folder)."""
     if spec in SAM2_SPECS:
         return build_sam2(spec)
+    if spec in SAM_HQ_SPECS:
+        return build_sam_hq(spec)[0]
     if is_random(spec):
         return build_sam(spec)[0]
     if spec.endswith(".pth"):
@@ -242,13 +251,15 @@ def _segmenter_model(spec: str) -> SamModel | Sam2Model:
     check_spec("segmenter", spec)
     try:
         kind = AutoConfig.from_pretrained(spec).model_type
-        return (Sam2Model if kind == "sam2" else SamModel).from_pretrained(spec)
+        return {"sam2": Sam2Model, "sam_hq": SamHQModel}.get(kind, SamModel).from_pretrained(spec)
     except (OSError, ValueError) as exc:
         raise _load_error("segmenter", spec, exc) from exc
 
 
 def _sam_processor(spec: str, model: SamModel) -> SamProcessor:
     """The SAM preprocessor: the random configs', the hub/folder's own, or one sized for an official checkpoint."""
+    if spec in SAM_HQ_SPECS:
+        return sam_hq_processor(spec)
     if is_random(spec):
         return random_sam_processor(spec)
     if spec.endswith(".pth"):

@@ -29,6 +29,10 @@ RANDOM_SPECS: dict[str, tuple[str, str]] = {
     "random-full-owlv2": ("detector", "OWLv2 ViT-B/16 shapes, 960 px"),
     "random-tiny-mm-grounding-dino": ("detector", "MM Grounding DINO / LLMDet, tiny config"),
     "random-full-mm-grounding-dino": ("detector", "MM Grounding DINO Swin-T shapes"),
+    "random-tiny-omdet-turbo": ("detector", "OmDet-Turbo, tiny config"),
+    "random-full-omdet-turbo": ("detector", "OmDet-Turbo Swin-T shapes, 640 px"),
+    "random-tiny-sam-hq": ("segmenter", "SAM-HQ, tiny config (tests)"),
+    "random-full-sam-hq": ("segmenter", "SAM-HQ ViT-B shapes (sam-hq-vit-base)"),
     "random-tiny-sam2-video": ("tracker", "SAM 2.1 video tracker, tiny config (tests)"),
     "random-full-sam2-tiny-video": ("tracker", "SAM 2.1 video tracker, Hiera-tiny shapes (timings)"),
 }
