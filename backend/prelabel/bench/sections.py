@@ -400,12 +400,13 @@ def profile(b: Bench) -> None:
 
 def detectors(b: Bench) -> None:
     """Every detector family on the same image and labels, interleaved: Grounding DINO, MM Grounding DINO,
-    OWLv2 and SAM 3 (whose time includes its masks: it needs no segmenter). Cold = first image, vision
+    OWLv2, OmDet-Turbo and SAM 3 (whose time includes its masks: it needs no segmenter). Cold = first image, vision
     features computed; SAM 3 caches them, so a second label set on the same image is timed warm too."""
     image = b.images[0].pixels
     size = "tiny" if b.detector_spec == "random-tiny" else "full"
     specs = {"Grounding DINO": b.detector_spec, "MM Grounding DINO": f"random-{size}-mm-grounding-dino",
-             "OWLv2": f"random-{size}-owlv2", "SAM 3 (masks included)": f"random-{size}-sam3"}
+             "OWLv2": f"random-{size}-owlv2", "OmDet-Turbo": f"random-{size}-omdet-turbo",
+             "SAM 3 (masks included)": f"random-{size}-sam3"}
     loaded = {name: b.load_detector(spec, b.dtype) for name, spec in specs.items()}
     sam3 = loaded["SAM 3 (masks included)"]
     times = interleaved({name: Case(lambda _, d=d: d.detect(image, b.labels, 0.0, 0.0),
