@@ -30,8 +30,10 @@ class Settings:
     detector: str = DEFAULT_DETECTOR
     segmenter: str = DEFAULT_SEGMENTER
     device: str = "auto"
-    dtype: str = "fp32"
-    sam_runtime: str = "torch"  # the segmenter's image encoder: torch, int8 (CPU) or onnx (CPU, ONNX Runtime)
+    dtype: str = "auto"  # auto (the fastest that met the accuracy bar here: models/auto.py), fp32, fp16, bf16
+    # The segmenter's image encoder: auto, torch, int8 (CPU), onnx (CPU, ONNX Runtime), openvino (CPU).
+    sam_runtime: str = "auto"
+    runtime_cache: str = "~/.cache/prelabel"  # converted encoders (ONNX, OpenVINO IR), keyed by weights and versions
     labels: str = ""  # "label=prompt|prompt,label2": prompts per label; used when a tool gives none
     box_threshold: float = 0.35
     text_threshold: float = 0.25

@@ -1,6 +1,8 @@
 """``prelabel bench``: the quick run end to end, and the measuring tools it relies on."""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,10 +17,11 @@ from prelabel.cli import main
 
 def test_quick_bench_prints_the_table_and_writes_json_and_markdown(tmp_path):
     out = tmp_path / "bench"
-    sections = "throughput,click,decoder,memory,runtimes,half,segmenters,profile,detectors,video"
+    sections = "mainjob,throughput,click,decoder,memory,runtimes,half,segmenters,profile,floor,detectors,video"
     command = [sys.executable, "-m", "prelabel.cli", "bench", "--quick", "--requests", "10", "--repeats", "1",
                "--sections", sections, "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PRELABEL_RUNTIME_CACHE": str(tmp_path / "converted")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mix speed-up vs naive" in done.stdout and ("MET" in done.stdout or "MISSED" in done.stdout)
     document = json.loads(out.with_suffix(".json").read_text())
@@ -32,11 +35,18 @@ def test_quick_bench_prints_the_table_and_writes_json_and_markdown(tmp_path):
     assert 0 <= by_metric["wall time outside the models, realistic mix"]["value"] <= 1
     # runtimes and segmenters share one interleaved timing: the loaded segmenter is timed once for both.
     encoders = document["details"]["encoders"]
-    assert set(encoders) == {"reference", "int8 encoder", "onnx encoder", "random-tiny-sam2"}
+    openvino = {"openvino encoder", "openvino bf16 encoder"} if importlib.util.find_spec("openvino") else set()
+    assert set(encoders) == {"reference", "int8 encoder", "onnx encoder", "random-tiny-sam2", *openvino}
     assert all(len(seconds) == 1 for seconds in encoders.values())
     # The naive pipeline segmented as many boxes per image as prelabel did: the comparison is like for like.
     boxes = document["details"]["throughput"]["boxes_per_image"]
     assert boxes["naive"] == boxes["ours"]
+    # The main job against the naive pipeline, and the floor next to it.
+    assert "main job speed-up vs naive (naive s / prelabel s per image)" in by_metric
+    assert by_metric["main job time / floor (fp32)"]["target"] == ["<=", 2.0]
+    assert by_metric["Grounding DINO work per image"]["value"] > 0 and by_metric["matmul peak, fp32"]["value"] > 0
+    assert "cpu_features" in document["environment"]
+    assert by_metric["box IoU vs fp32, Grounding DINO bf16"]["note"].count("0 queries with NaN") == 1
     markdown = out.with_suffix(".md").read_text()
     assert "| throughput | mix speed-up vs naive" in markdown and "### Profile: sam_image_encoder" in markdown
 

@@ -86,6 +86,32 @@ class NaiveReference:
         return regions
 
     @torch.no_grad()
+    def prelabel_batched(self, image_bytes: bytes, label_names: list[str]) -> list[NaiveRegion]:
+        """The model cards' batch pre-labeling: boxes, one SAM encoder call and ONE batched decoder call for
+        all boxes of the image (the main job's naive reference; :meth:`prelabel` is the per-box backend)."""
+        image = self._decode(image_bytes)
+        text = ". ".join(name.lower() for name in label_names) + "."
+        inputs = self.dino_processor(images=image, text=text, return_tensors="pt")
+        outputs = self.dino(**self._inputs(inputs))
+        detections = self.dino_processor.post_process_grounded_object_detection(
+            outputs, inputs["input_ids"], threshold=self.box_threshold, text_threshold=self.text_threshold,
+            target_sizes=[image.size[::-1]],
+        )[0]
+        order = detections["scores"].argsort(descending=True)[: self.max_boxes].tolist()
+        if not order:
+            return []
+        boxes = [detections["boxes"][i].float().tolist() for i in order]
+        sam_inputs = self.sam_processor(image, input_boxes=[boxes], return_tensors="pt")
+        embeddings = self.sam.get_image_embeddings(sam_inputs.pop("pixel_values").to(self.device, self.dtype))
+        sam_out = self.sam(image_embeddings=embeddings, **self._inputs(sam_inputs))
+        masks = self.sam_processor.image_processor.post_process_masks(
+            sam_out.pred_masks.float().cpu(), sam_inputs["original_sizes"], sam_inputs["reshaped_input_sizes"]
+        )[0]  # (boxes, 3, H, W)
+        best = sam_out.iou_scores[0].float().argmax(dim=-1)
+        return [NaiveRegion(box, str(detections["text_labels"][i]), float(detections["scores"][i]),
+                            masks[n, int(best[n])].numpy()) for n, (i, box) in enumerate(zip(order, boxes))]
+
+    @torch.no_grad()
     def click(self, image_bytes: bytes, point_xy: tuple[float, float]) -> tuple[np.ndarray, float]:
         """An interactive click: decode, encode and decode again, as a stateless backend does."""
         image = self._decode(image_bytes)

@@ -18,8 +18,8 @@ from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SECTION_NAMES = ("throughput", "click", "decoder", "memory", "runtimes", "half", "segmenters", "profile", "detectors",
-                 "video")
+SECTION_NAMES = ("mainjob", "throughput", "click", "decoder", "memory", "runtimes", "half", "segmenters", "profile",
+                 "floor", "detectors", "video")
 # Not in a default run (which stays under 10 minutes on 2 CPU cores): emulated bf16 takes minutes per forward,
 # SAM 3 at full size minutes per image, and a video's keyframes one full detector pass each.
 OPT_IN = ("half", "detectors", "video")
@@ -53,6 +53,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Load the models once, run the chosen sections, print the table, write JSON + Markdown."""
     import torch
 
+    from prelabel.bench.hardware import cpu_features, cpu_model
     from prelabel.bench.report import Report
     from prelabel.bench.sections import SECTIONS, Bench, BenchImage, native_half
     from prelabel.bench.timing import rss_mb
@@ -60,6 +61,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.core.labels import parse_labels
     from prelabel.models.registry import pick_device
     from prelabel.pipeline import build_labeler
+    from prelabel.pipeline.build import resolved, with_overrides
 
     device = pick_device(args.device)
     if args.sections is None:
@@ -75,9 +77,14 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     detector, segmenter = args.detector or f"random-{size}", args.segmenter or f"random-{size}"
     families = ("random-tiny-sam2",) if args.quick else FULL_FAMILIES + (("random-full-vit-h",) if args.vit_h else ())
     started = time.perf_counter()
-    labeler = build_labeler(settings, detector=detector, segmenter=segmenter, device=device, dtype=args.dtype,
-                            sam_runtime=args.sam_runtime, box_threshold=args.box_threshold,
-                            text_threshold=args.text_threshold, max_detections=args.boxes)
+    features = cpu_features()
+    log.info("CPU %s, flags found: %s; torch threads %d", cpu_model(), " ".join(features) or "none",
+             torch.get_num_threads())
+    settings = resolved(with_overrides(settings, detector=detector, segmenter=segmenter, device=device,
+                                       dtype=args.dtype, sam_runtime=args.sam_runtime,
+                                       box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+                                       max_detections=args.boxes))  # auto resolved once, as the labeler's
+    labeler = build_labeler(settings)
     load_seconds = time.perf_counter() - started
     assets = resources.files("prelabel") / "assets"
     images = [BenchImage(name, (assets / name).read_bytes(), decode_image((assets / name).read_bytes()))
@@ -85,15 +92,17 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     report = Report(environment={
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "prelabel " + " ".join(sys.argv[1:]),
-        "detector": detector, "segmenter": segmenter, "sam_runtime": args.sam_runtime,
-        "random_weights": labeler.random_weights, "device": device, "dtype": args.dtype,
+        "detector": detector, "segmenter": segmenter, "sam_runtime": settings.sam_runtime,
+        "random_weights": labeler.random_weights, "device": device, "dtype": settings.dtype,
+        "cpu_model": cpu_model(), "cpu_features": " ".join(features) or "none found",
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or
         platform.machine(), "load_average_at_start": " ".join(f"{v:.1f}" for v in os.getloadavg()),
         "model_load_seconds": round(load_seconds, 1), "repeats": args.repeats,
     })
-    bench = Bench(labeler, images, parse_labels(LABELS), report, detector, segmenter, device, args.dtype,
+    bench = Bench(labeler, images, parse_labels(LABELS), report, detector, segmenter, device, settings.dtype,
                   settings.cache_mb, args.repeats, args.clicks, args.requests or (40 if args.quick else 500),
-                  families, tuple(sections), rss_loaded_mb=rss_mb())
+                  families, tuple(sections), rss_loaded_mb=rss_mb(), runtime_cache=settings.runtime_cache,
+                  sam_runtime=settings.sam_runtime)
     if labeler.random_weights:
         log.warning("random-weight models: timings are real, the regions are not predictions")
     logging.getLogger("prelabel.access").setLevel(logging.WARNING)  # hundreds of in-process requests

@@ -21,9 +21,12 @@ def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("--segmenter", default=settings.segmenter,
                         help="hub id, local folder, official sam_vit_*.pth, or random-*")
     parser.add_argument("--device", default=settings.device, help="auto, cpu, cuda, cuda:1 or mps")
-    parser.add_argument("--dtype", default=settings.dtype, choices=["fp32", "fp16", "bf16"], help="model weights")
-    parser.add_argument("--sam-runtime", default=settings.sam_runtime, choices=["torch", "int8", "onnx"],
-                        help="runtime of the segmenter's image encoder (int8 and onnx: CPU, fp32)")
+    parser.add_argument("--dtype", default=settings.dtype, choices=["auto", "fp32", "fp16", "bf16"],
+                        help="model precision (auto: the fastest that met the accuracy bar on this device)")
+    parser.add_argument("--sam-runtime", default=settings.sam_runtime,
+                        choices=["auto", "torch", "int8", "onnx", "openvino"],
+                        help="runtime of the segmenter's image encoder (int8, onnx, openvino: CPU; auto: the "
+                             "fastest that met the accuracy bar here)")
     parser.add_argument("--box-threshold", type=float, default=settings.box_threshold,
                         help="detector score a box needs (per label: NAME@THRESHOLD in --labels)")
     parser.add_argument("--text-threshold", type=float, default=settings.text_threshold,

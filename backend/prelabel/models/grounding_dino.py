@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,37 @@ from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 from prelabel.core.geometry import clip_boxes
 from prelabel.core.labels import LabelError, LabelPrompt
 from prelabel.core.regions import Regions
+
+FP32_ISLANDS = ("MultiScaleDeformableAttention",)
+"""Modules of Grounding DINO that run in fp32 inside a reduced-precision model.
+
+The multi-scale deformable attention (``grid_sample`` over the feature pyramid, pure PyTorch in
+transformers) returns NaN for some queries in bf16 (found with forward hooks on a random-full bf16 forward:
+the first non-finite output of the whole model is ``encoder.layers.0.deformable_layer.self_attn.attn``;
+from there the NaNs spread to every score). In fp32 it is exact, and it is cheap: no weights, a gather and a
+weighted sum."""
+
+
+def keep_fp32_islands(model: torch.nn.Module) -> int:
+    """Run the :data:`FP32_ISLANDS` modules of ``model`` in fp32 (inputs up-cast, output cast back); returns
+    how many were wrapped. Forward is replaced on the instances, so the state dict keys stay the same."""
+    count = 0
+    for module in model.modules():
+        if type(module).__name__ in FP32_ISLANDS:
+            module.forward = _in_fp32(module.forward)
+            count += 1
+    return count
+
+
+def _in_fp32(forward):
+    def run(*args, **kwargs):
+        dtypes = [a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
+        up = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+        out = forward(*up, **{k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                              for k, v in kwargs.items()})
+        return out.to(dtypes[0]) if dtypes else out
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -48,6 +80,32 @@ class GroundingDinoDetector:
         self.dtype = dtype
         # [CLS] and [SEP] take two of the text encoder's positions.
         self.max_prompt_tokens = int(model.config.max_text_len) - 2
+        self.backbone_calls = 0  # image backbone (Swin) runs: one per image, however many prompts it takes
+        self._backbone = model.model.backbone
+        self._backbone_forward = self._backbone.forward
+        self._backbone_memo: tuple[torch.Tensor, object] | None = None
+        self._backbone.forward = self._counted_backbone  # an instance attribute: state dict keys unchanged
+        self.fp32_islands = keep_fp32_islands(self.model) if dtype != torch.float32 else 0
+
+    def _counted_backbone(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> object:
+        """The image backbone, reusing its output for the same pixel tensor inside :meth:`_image_once`."""
+        memo = self._backbone_memo
+        if memo is not None and memo[0] is pixel_values:
+            return memo[1]
+        out = self._backbone_forward(pixel_values, pixel_mask)
+        self.backbone_calls += 1
+        if memo is not None:
+            self._backbone_memo = (pixel_values, out)
+        return out
+
+    @contextmanager
+    def _image_once(self) -> Iterator[None]:
+        """Inside: the backbone's features of one pixel tensor are computed once for every prompt chunk."""
+        self._backbone_memo = (torch.empty(0), None)
+        try:
+            yield
+        finally:
+            self._backbone_memo = None
 
     def chunk_prompts(self, labels: Sequence[LabelPrompt]) -> list[PromptChunk]:
         """Split the labels' phrases into prompts that fit the token limit, keeping a label's phrases together."""
@@ -88,8 +146,11 @@ class GroundingDinoDetector:
         names = tuple(label.name for label in labels)
         thresholds = np.array([box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels])
         boxes, scores, label_ids = [], [], []
-        for chunk in self.chunk_prompts(labels):
-            chunk_boxes, label_scores, chunk_labels = self._run_chunk(image, chunk)
+        chunks = self.chunk_prompts(labels)
+        pixels = self._pixels(image) if len(chunks) > 1 else None  # preprocessed once for all chunks
+        with self._image_once():
+            outputs = [self._run_chunk(image, chunk, pixels) for chunk in chunks]
+        for chunk_boxes, label_scores, chunk_labels in outputs:
             best = label_scores.argmax(axis=1)
             best_score = label_scores[np.arange(len(best)), best]
             label_of_best = np.asarray(chunk_labels)[best]
@@ -106,12 +167,24 @@ class GroundingDinoDetector:
             label_ids=np.concatenate(label_ids) if label_ids else np.zeros(0),
         )
 
-    def _run_chunk(self, image: np.ndarray, chunk: PromptChunk) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def _pixels(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        """The image processor's ``pixel_values`` and ``pixel_mask`` on the model's device and dtype."""
+        inputs = self.processor.image_processor(images=image, return_tensors="pt")
+        return {"pixel_values": inputs["pixel_values"].to(self.device, self.dtype),
+                "pixel_mask": inputs["pixel_mask"].to(self.device)}
+
+    @torch.inference_mode()
+    def _run_chunk(self, image: np.ndarray, chunk: PromptChunk,
+                   pixels: dict[str, torch.Tensor] | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Pixel boxes ``(Q, 4)``, per-label scores ``(Q, L)`` and the label ids of the columns."""
         height, width = image.shape[:2]
-        inputs = self.processor(images=image, text=chunk.text, return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        if pixels is None:
+            inputs = self.processor(images=image, text=chunk.text, return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        else:
+            text = self.processor.tokenizer(chunk.text, return_tensors="pt")
+            inputs = {**{k: v.to(self.device) for k, v in text.items()}, **pixels}
         outputs = self.model(**inputs)
         probs = outputs.logits[0].float().sigmoid().cpu().numpy()  # (queries, max_text_len)
         offsets = self.processor.tokenizer(chunk.text, return_offsets_mapping=True)["offset_mapping"]

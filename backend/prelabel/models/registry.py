@@ -40,7 +40,13 @@ from prelabel.models.random_weights import (
     build_sam2_video,
     random_sam_processor,
 )
-from prelabel.models.runtimes import SAM_RUNTIMES, OnnxImageEncoder, quantize_encoder_int8
+from prelabel.models.runtimes import (
+    DEFAULT_RUNTIME_CACHE,
+    SAM_RUNTIMES,
+    OnnxImageEncoder,
+    OpenVinoImageEncoder,
+    quantize_encoder_int8,
+)
 from prelabel.models.sam import SamSegmenter
 from prelabel.models.sam2 import Sam2Segmenter
 from prelabel.models.sam2_video import Sam2VideoTracker
@@ -189,19 +195,30 @@ def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str
 @lru_cache(maxsize=4)
 def load_segmenter(
     spec: str = DEFAULT_SEGMENTER, device: str = "auto", dtype: str = "fp32", cache_mb: int = 512,
-    runtime: str = "torch",
+    runtime: str = "torch", runtime_cache: str = DEFAULT_RUNTIME_CACHE,
 ) -> SamSegmenter:
     """A SAM, SAM-HQ or SAM 2.1 segmenter from a hub id, a local folder, an official ``sam_vit_*.pth`` or ``random-*``.
 
     ``runtime`` runs the image encoder as PyTorch (``torch``), dynamically quantised int8 PyTorch
-    (``int8``, CPU) or ONNX Runtime (``onnx``, CPU); the decoder always runs in PyTorch.
+    (``int8``, CPU), ONNX Runtime (``onnx``, CPU, fp32) or OpenVINO (``openvino``, CPU; ``dtype`` fp32 or bf16
+    is its inference precision, the PyTorch decoder stays fp32); the decoder always runs in PyTorch.
+    Converted encoders are cached under ``runtime_cache`` (:mod:`prelabel.models.runtimes`).
     """
     torch.set_flush_denormal(True)
     device, torch_dtype = pick_device(device), pick_dtype(dtype)
     if runtime not in SAM_RUNTIMES:
         raise ModelLoadError(f"unknown SAM runtime {runtime!r}; use one of {', '.join(SAM_RUNTIMES)}")
-    if runtime != "torch" and (device != "cpu" or torch_dtype != torch.float32):
-        raise ModelLoadError(f"the {runtime} runtime is for fp32 models on the CPU; on {device} use --dtype fp16/bf16")
+    if runtime != "torch" and device != "cpu":
+        raise ModelLoadError(f"the {runtime} runtime is for the CPU; on {device} use --sam-runtime torch "
+                             f"(and --dtype fp16/bf16)")
+    encoder_precision = dtype
+    if runtime == "openvino":
+        if torch_dtype == torch.float16:
+            raise ModelLoadError("the openvino runtime runs fp32 or bf16 on the CPU: pass --dtype fp32 or bf16")
+        torch_dtype = torch.float32  # OpenVINO's precision hint lowers the encoder; the small decoder stays fp32
+    elif runtime != "torch" and torch_dtype != torch.float32:
+        raise ModelLoadError(f"the {runtime} runtime is for fp32 models on the CPU; pass --dtype fp32, or "
+                             f"--sam-runtime openvino for bf16")
     if is_sam3_tracker_spec(spec):
         if runtime != "torch":
             raise ModelLoadError(f"SAM 3's tracker runs only with the torch runtime, not {runtime!r}")
@@ -217,7 +234,12 @@ def load_segmenter(
                               dtype=torch_dtype, cache_bytes=cache_mb * 1024**2)
     if runtime == "int8":
         quantize_encoder_int8(model)
-    encoder = OnnxImageEncoder(model, _input_side(model)) if runtime == "onnx" else None
+    encoder = None
+    if runtime == "onnx":
+        encoder = OnnxImageEncoder(model, _input_side(model), runtime_cache)
+    elif runtime == "openvino":
+        encoder = OpenVinoImageEncoder(model, _input_side(model), runtime_cache, "bf16" if encoder_precision == "bf16"
+                                       else "fp32")
     model_id = segmenter_model_id(spec, runtime)
     kwargs = {"random_weights": is_random(spec), "device": device, "dtype": torch_dtype,
               "cache_bytes": cache_mb * 1024**2, "encoder": encoder}

@@ -10,6 +10,7 @@ from typing import Any
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.model_version import model_version
 from prelabel.core.uncertainty import Calibration
+from prelabel.models.auto import AUTO, AutoChoice, choose
 from prelabel.models.specs import is_random, segmenter_model_id, segments_itself
 from prelabel.pipeline.exploration import Exploration
 from prelabel.pipeline.labeler import Labeler, LabelerConfig, config_dict
@@ -49,17 +50,36 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
 
     s = resolved(with_overrides(settings or Settings.load(), **overrides))
     detector = load_detector(s.detector, s.device, s.dtype) if s.detector else None
-    segmenter = load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime) if s.segmenter else None
+    segmenter = (load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime, s.runtime_cache)
+                 if s.segmenter else None)
     tracker = load_tracker(s.video_tracker, s.device, s.dtype) if s.video_tracker else None
     return Labeler(detector, segmenter, labeler_config(s), s.dtype, tracker)
 
 
 def resolved(settings: Settings) -> Settings:
-    """The settings as the labeler will use them: no segmenter behind a detector that segments itself."""
+    """The settings as the labeler will use them: no segmenter behind a detector that segments itself, and
+    ``auto`` dtype / SAM runtime resolved for the device found (:mod:`prelabel.models.auto`), so that
+    ``model_version`` names what actually runs."""
     if settings.segmenter and segments_itself(settings.detector):
         log.info("%s segments itself: the segmenter %s is not loaded", settings.detector, settings.segmenter)
-        return replace(settings, segmenter="")
+        settings = replace(settings, segmenter="")
+    if AUTO in (settings.dtype, settings.sam_runtime):
+        from prelabel.models.registry import pick_device
+
+        choice = choose(pick_device(settings.device), settings.segmenter, settings.dtype, settings.sam_runtime)
+        _log_choice(choice)
+        settings = replace(settings, dtype=choice.dtype, sam_runtime=choice.sam_runtime)
     return settings
+
+
+_logged: set[AutoChoice] = set()
+
+
+def _log_choice(choice: AutoChoice) -> None:
+    """Log each distinct ``auto`` resolution once per process (setup requests resolve it again)."""
+    if choice not in _logged:
+        _logged.add(choice)
+        log.info("auto: %s", choice.reason)
 
 
 def forget_loaded_models() -> None:

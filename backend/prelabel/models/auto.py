@@ -1,0 +1,85 @@
+"""``--dtype auto`` / ``--sam-runtime auto``: the fastest path that met the accuracy bar on the device found.
+
+The table is explicit, and each "yes" in it is a measurement of ``prelabel bench`` (docs/performance.md:
+box IoU and mask IoU vs fp32 >= 0.98 on the same weights). A path whose accuracy was not measured, or missed
+the bar, is never chosen by ``auto``; it stays an opt-in (``--dtype bf16``, ``--sam-runtime int8``).
+
+| device | dtype | SAM image encoder | why |
+|---|---|---|---|
+| CPU, ``openvino`` installed, a SAM (v1) segmenter | fp32 | openvino (f32) | 2.3-2.5x PyTorch fp32, masks agree |
+| CPU, ``onnxruntime`` installed (no openvino), SAM | fp32 | onnx | 1.1x, masks identical |
+| CPU, otherwise (SAM 2.1, SAM 3 tracker, no runtime) | fp32 | torch | |
+| CUDA / MPS | fp32 | torch | fp16/bf16 not yet measured on a GPU (benchmarks/gpu_bench.sh) |
+| ``random-tiny`` segmenter (tests) | fp32 | torch | a 0.1 M-parameter encoder gains nothing from conversion |
+
+bf16 is not an ``auto`` choice anywhere yet: on CPUs with native bf16 (AMX, avx512_bf16) the SAM encoder
+is 2-5x faster in bf16, but its masks miss the 0.98 IoU bar on random weights (logits near 0), and Grounding
+DINO in bf16 needs the fp32 islands of :mod:`prelabel.models.grounding_dino`; measure with real weights
+(``prelabel bench --sections half,runtimes --segmenter /path/to/sam``) before trusting it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from prelabel.models.specs import model_type_of
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+_SAM_V1_RANDOM = ("random-full", "random-full-vit-h", "random-full-slimsam-50", "random-full-slimsam-77")
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``auto`` resolved to, and why (logged at start)."""
+
+    dtype: str
+    sam_runtime: str
+    reason: str
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return self.dtype, self.sam_runtime
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def is_sam_v1(segmenter: str) -> bool:
+    """Whether a segmenter spec names an original SAM (ViT-B/L/H, SlimSAM): the encoders the runtimes convert."""
+    if segmenter in _SAM_V1_RANDOM:
+        return True
+    if segmenter.endswith(".pth"):
+        return Path(segmenter).name.startswith("sam_vit")
+    return model_type_of(segmenter) == "sam"
+
+
+def choose(device: str, segmenter: str, dtype: str = AUTO, sam_runtime: str = AUTO,
+           openvino: bool | None = None, onnxruntime: bool | None = None) -> AutoChoice:
+    """Resolve ``auto`` values for a concrete ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    notes = []
+    if dtype == AUTO:
+        dtype = "fp32"
+        notes.append("dtype fp32 (no reduced precision has met the accuracy bar yet)")
+    if sam_runtime == AUTO:
+        openvino = _installed("openvino") if openvino is None else openvino
+        onnxruntime = _installed("onnxruntime") if onnxruntime is None else onnxruntime
+        if device != "cpu" or not segmenter:
+            sam_runtime, why = "torch", f"on {device} the encoder runs in PyTorch"
+        elif segmenter.startswith("random-tiny"):
+            sam_runtime, why = "torch", "a tiny test encoder gains nothing from conversion"
+        elif not is_sam_v1(segmenter):
+            sam_runtime, why = "torch", "the runtimes are measured for SAM (v1) encoders only"
+        elif openvino and dtype in ("fp32", "bf16"):
+            sam_runtime, why = "openvino", "OpenVINO is installed: the fastest measured CPU encoder"
+        elif onnxruntime and dtype == "fp32":
+            sam_runtime, why = "onnx", "ONNX Runtime is installed (OpenVINO is not: pip install \"prelabel[openvino]\")"
+        else:
+            sam_runtime, why = "torch", "neither OpenVINO nor ONNX Runtime is installed"
+        notes.append(f"SAM encoder {sam_runtime} ({why})")
+    return AutoChoice(dtype, sam_runtime, "; ".join(notes))

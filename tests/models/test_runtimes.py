@@ -1,0 +1,139 @@
+"""Converted image encoders (ONNX, OpenVINO) cached on disk, ``auto`` resolution, and no repeated backbone work."""
+
+import numpy as np
+import pytest
+import torch
+
+from prelabel.bench.timing import mask_iou
+from prelabel.core.labels import parse_labels
+from prelabel.models import auto, runtimes
+from prelabel.models.random_weights import build_sam
+from prelabel.models.registry import load_detector, load_segmenter
+from prelabel.pipeline import build_labeler, planned_model_version
+from prelabel.pipeline.build import planned_models, resolved
+from prelabel.settings import Settings
+
+BOXES = np.array([[5, 5, 60, 50], [40, 20, 135, 85], [0, 0, 140, 90]], dtype=np.float32)
+ENCODERS = {"onnx": runtimes.OnnxImageEncoder, "openvino": runtimes.OpenVinoImageEncoder}
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(1).integers(0, 255, (90, 140, 3), dtype=np.uint8)
+
+
+def _forbid(monkeypatch, runtime):
+    def fail(*_, **__):
+        raise AssertionError("converted again although the cache has this model")
+
+    if runtime == "onnx":
+        monkeypatch.setattr(torch.onnx, "export", fail)
+    else:
+        import openvino
+
+        monkeypatch.setattr(openvino, "convert_model", fail)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_a_converted_encoder_is_cached_on_disk_and_reused(runtime, tmp_path, monkeypatch):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    model = build_sam("random-tiny")[0]
+    pixels = torch.randn(1, 3, 128, 128)
+    first = ENCODERS[runtime](model, 128, tmp_path)
+    assert first.convert_seconds > 0 and first.path.is_file() and str(first.path).startswith(str(tmp_path / runtime))
+    _forbid(monkeypatch, runtime)
+    second = ENCODERS[runtime](model, 128, tmp_path)
+    assert second.convert_seconds == 0.0 and second.path == first.path
+    with torch.inference_mode():
+        reference = model.get_image_embeddings(pixels)
+    np.testing.assert_allclose(second(pixels).numpy(), reference.numpy(), rtol=1e-3, atol=1e-4)
+    assert [p.name for p in (tmp_path / runtime).iterdir()] == [first.path.parent.name], "no scratch folders left"
+
+
+def test_the_cache_key_follows_the_weights_and_the_versions(monkeypatch):
+    model = build_sam("random-tiny")[0]
+    key = runtimes.cache_key(model, "onnx", "fp32", 128, ("onnx",))
+    assert runtimes.cache_key(model, "onnx", "fp32", 128, ("onnx",)) == key
+    assert runtimes.cache_key(model, "openvino", "fp32", 128, ("onnx",)) != key
+    monkeypatch.setattr(runtimes, "_version", lambda package: "0.0-other")
+    assert runtimes.cache_key(model, "onnx", "fp32", 128, ("onnx",)) != key
+    monkeypatch.undo()
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    assert runtimes.cache_key(model, "onnx", "fp32", 128, ("onnx",)) != key
+
+
+def test_an_unwritable_cache_names_the_setting(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(runtimes.RuntimeUnavailable, match="PRELABEL_RUNTIME_CACHE"):
+        runtimes.OnnxImageEncoder(build_sam("random-tiny")[0], 128, blocker)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_openvino_segmenter_agrees_with_pytorch(dtype, image, tmp_path):
+    pytest.importorskip("openvino")
+    reference = load_segmenter("random-tiny", "cpu", "fp32", 64)
+    seg = load_segmenter("random-tiny", "cpu", dtype, 64, "openvino", str(tmp_path))
+    assert seg.model_id == "random-tiny+openvino" and seg.dtype == torch.float32, "the decoder stays fp32"
+    assert seg.encoder.precision == dtype
+    masks, _ = seg.segment_boxes(image, BOXES)
+    assert masks.shape == (3, 90, 140)
+    if dtype == "fp32":
+        assert min(mask_iou(a, b) for a, b in zip(reference.segment_boxes(image, BOXES)[0], masks)) >= 0.98
+    assert seg.encoder_calls == 1
+
+
+def test_auto_follows_the_decision_table():
+    sam = "random-full"
+    assert auto.choose("cpu", sam, openvino=True, onnxruntime=True).pair == ("fp32", "openvino")
+    assert auto.choose("cpu", sam, openvino=False, onnxruntime=True).pair == ("fp32", "onnx")
+    assert auto.choose("cpu", sam, openvino=False, onnxruntime=False).pair == ("fp32", "torch")
+    assert auto.choose("cuda", sam, openvino=True, onnxruntime=True).pair == ("fp32", "torch")
+    assert auto.choose("cpu", "random-full-sam2-tiny", openvino=True, onnxruntime=True).sam_runtime == "torch"
+    assert auto.choose("cpu", "random-tiny", openvino=True, onnxruntime=True).sam_runtime == "torch"
+    assert auto.choose("cpu", sam, dtype="bf16", openvino=True).sam_runtime == "openvino"
+    assert auto.choose("cpu", sam, sam_runtime="int8").sam_runtime == "int8", "explicit values are kept"
+    assert "openvino" in auto.choose("cpu", sam, openvino=True).reason
+
+
+def test_auto_resolves_before_the_model_version(monkeypatch):
+    monkeypatch.setattr(auto, "_installed", lambda module: module == "openvino")
+    settings = Settings(detector="random-tiny", segmenter="random-full", device="cpu")
+    assert (settings.dtype, settings.sam_runtime) == ("auto", "auto"), "auto is the default"
+    concrete = resolved(settings)
+    assert (concrete.dtype, concrete.sam_runtime) == ("fp32", "openvino")
+    assert planned_models(settings) == {"detector": "random-tiny", "segmenter": "random-full+openvino", "dtype": "fp32"}
+    explicit = Settings(detector="random-tiny", segmenter="random-full", device="cpu", dtype="fp32",
+                        sam_runtime="openvino")
+    labels = parse_labels("cat")
+    assert planned_model_version(settings, labels) == planned_model_version(explicit, labels)
+    assert planned_model_version(settings, labels) != planned_model_version(
+        Settings(detector="random-tiny", segmenter="random-full", device="cpu", dtype="fp32", sam_runtime="torch"),
+        labels)
+
+
+def test_auto_labeler_reports_what_it_runs():
+    settings = Settings(detector="random-tiny", segmenter="random-tiny", device="cpu")
+    labeler = build_labeler(settings)
+    assert labeler.models == {"detector": "random-tiny", "segmenter": "random-tiny", "dtype": "fp32"}
+    labels = parse_labels("cat")
+    assert labeler.model_version(labels) == planned_model_version(settings, labels)
+
+
+def test_the_detector_backbone_runs_once_per_image_for_many_prompt_chunks(image):
+    detector = load_detector("random-tiny", "cpu", "fp32")
+    labels = parse_labels(",".join(f"thing{i}=long thing number {i}" for i in range(8)))
+    chunks = detector.chunk_prompts(labels)
+    assert len(chunks) > 2, "the label list must need several prompts"
+    before = detector.backbone_calls
+    regions = detector.detect(image, labels, 0.0, 0.0)
+    assert detector.backbone_calls - before == 1
+    separate = [detector._run_chunk(image, chunk) for chunk in chunks]  # one full forward each
+    assert detector.backbone_calls - before == 1 + len(chunks), "outside detect, nothing is memoised"
+    together = [detector._run_chunk(image, chunk, detector._pixels(image)) for chunk in chunks]
+    for (boxes_a, scores_a, _), (boxes_b, scores_b, _) in zip(separate, together):
+        np.testing.assert_allclose(boxes_a, boxes_b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(scores_a, scores_b, rtol=1e-5, atol=1e-5)
+    assert len(regions) == sum(len(boxes) for boxes, _, _ in separate)
