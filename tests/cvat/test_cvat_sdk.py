@@ -146,7 +146,7 @@ def test_model_parameters_override_the_environment(monkeypatch):
     [
         ({}, "no labels given"),
         ({"labels": "a,a"}, "duplicate"),
-        ({"labels": "a", "kind": "tracker"}, "kind"),
+        ({"labels": "a", "kind": "reid"}, "kind must be .detector., .interactor. or .tracker."),
         ({"labels": "a", "label_type": "points"}, "type"),
     ],
 )
