@@ -219,7 +219,8 @@ class LabelStudioPredictor:
                                dtype=np.float32)
                 tracks = self.video_labeler().propagate(source, video_frame, box, [label_id], names,
                                                         frames=self.video.propagate_frames)
-                (tracked,) = tracks_to_results(tracks, config, self.video.tolerance) or [None]
+                tracked = next((r for r in tracks_to_results(tracks, config, self.video.tolerance)
+                                if r["from_name"] == item.get("from_name")), None)
                 own = [k for k in item["value"]["sequence"] if isinstance(k, dict)]
                 extra = [k for k in (tracked["value"]["sequence"] if tracked else []) if k["frame"] > frame]
                 if own and extra:
