@@ -38,8 +38,9 @@ for name, doc in runs.items():
 naive32 = runs["fp32"]["details"]["mainjob"]["seconds"]["naive"]
 fast16 = runs["fp16"]["details"]["mainjob"]["seconds"]["prelabel"]
 med = lambda v: sorted(v)[len(v) // 2]
+ratio = med(naive32) / med(fast16)
 lines.append(f"| fp16 vs fp32 naive | mainjob | main job fp16 vs naive fp32 (two runs, not interleaved) | "
-             f"{med(naive32) / med(fp16):.3g} x | >= 3 | {'MET' if med(naive32) / med(fp16) >= 3 else 'MISSED'} |")
+             f"{ratio:.3g} x | >= 3 | {'MET' if ratio >= 3 else 'MISSED'} |")
 env = runs["fp32"]["environment"]
 text = f"GPU bench, {env['date']}, torch {env['torch']}, device {env['device']}\n\n" + "\n".join(lines) + "\n"
 (out / "table.md").write_text(text)

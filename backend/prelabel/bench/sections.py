@@ -286,7 +286,7 @@ def floor(b: Bench) -> None:
                          "both models' FLOPs at the matmul peak"))
     seconds = b.report.details.get("mainjob", {}).get("seconds", {}).get("prelabel")
     if seconds:
-        used = "bf16" if b.dtype == "bf16" else "fp32"
+        used = b.dtype if b.dtype in peaks else "fp32"
         floor_s = flops / (peaks[used][0] * 1e9)
         naive_s = median(b.report.details["mainjob"]["seconds"]["naive"])
         b.report.add(
@@ -294,7 +294,7 @@ def floor(b: Bench) -> None:
                 f"{median(seconds):.2f} s per image vs a {floor_s:.2f} s floor"),
             Row("floor", f"naive time / floor ({used})", naive_s / floor_s, "x"),
             Row("floor", "main job time / bf16 floor", median(seconds) / (flops / (peaks["bf16"][0] * 1e9)), "x",
-                None, "what native bf16 could reach if both models met the accuracy bar in it"),
+                None, "what bf16 could reach if both models met the accuracy bar in it"),
         )
     b.report.details["floor"] = {"flops": b.flops, "matmul_peak_gflops": {k: v[0] for k, v in peaks.items()},
                                  "cpu_features": features}
