@@ -64,10 +64,8 @@ class NaiveReference:
         return {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
                 for k, v in batch.items() if k not in ("original_sizes", "reshaped_input_sizes")}
 
-    @torch.no_grad()
-    def prelabel(self, image_bytes: bytes, label_names: list[str]) -> list[NaiveRegion]:
-        """Boxes for the labels, then one SAM mask per box."""
-        image = self._decode(image_bytes)
+    def _detect(self, image: Image.Image, label_names: list[str]) -> tuple[dict, list[int]]:
+        """Grounding DINO as the model card drives it: detections and the indices of the best ``max_boxes``."""
         text = ". ".join(name.lower() for name in label_names) + "."
         inputs = self.dino_processor(images=image, text=text, return_tensors="pt")
         outputs = self.dino(**self._inputs(inputs))
@@ -75,7 +73,13 @@ class NaiveReference:
             outputs, inputs["input_ids"], threshold=self.box_threshold, text_threshold=self.text_threshold,
             target_sizes=[image.size[::-1]],
         )[0]
-        order = detections["scores"].argsort(descending=True)[: self.max_boxes].tolist()
+        return detections, detections["scores"].argsort(descending=True)[: self.max_boxes].tolist()
+
+    @torch.no_grad()
+    def prelabel(self, image_bytes: bytes, label_names: list[str]) -> list[NaiveRegion]:
+        """Boxes for the labels, then one SAM mask per box."""
+        image = self._decode(image_bytes)
+        detections, order = self._detect(image, label_names)
         sam_inputs = self.sam_processor(image, return_tensors="pt")
         embeddings = self.sam.get_image_embeddings(sam_inputs["pixel_values"].to(self.device, self.dtype))
         regions = []
@@ -90,14 +94,7 @@ class NaiveReference:
         """The model cards' batch pre-labeling: boxes, one SAM encoder call and ONE batched decoder call for
         all boxes of the image (the main job's naive reference; :meth:`prelabel` is the per-box backend)."""
         image = self._decode(image_bytes)
-        text = ". ".join(name.lower() for name in label_names) + "."
-        inputs = self.dino_processor(images=image, text=text, return_tensors="pt")
-        outputs = self.dino(**self._inputs(inputs))
-        detections = self.dino_processor.post_process_grounded_object_detection(
-            outputs, inputs["input_ids"], threshold=self.box_threshold, text_threshold=self.text_threshold,
-            target_sizes=[image.size[::-1]],
-        )[0]
-        order = detections["scores"].argsort(descending=True)[: self.max_boxes].tolist()
+        detections, order = self._detect(image, label_names)
         if not order:
             return []
         boxes = [detections["boxes"][i].float().tolist() for i in order]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prelabel.core.errors import PrelabelError
@@ -72,6 +72,13 @@ def _threshold(name: str, text: str) -> float | None:
     if not 0.0 <= value <= 1.0:
         raise LabelError(f"label {name!r}: threshold {value:g} must lie in [0, 1]. {GRAMMAR}")
     return value
+
+
+def phrase_queries(labels: Sequence[LabelPrompt]) -> tuple[list[str], list[int]]:
+    """Every phrase of every label, lower-cased, as one query, and the label id of each query (for detectors
+    that score one text query per phrase, such as OWLv2 and OmDet-Turbo)."""
+    pairs = [(phrase.lower(), label_id) for label_id, label in enumerate(labels) for phrase in label.prompts]
+    return [text for text, _ in pairs], [owner for _, owner in pairs]
 
 
 def labels_from_mapping(mapping: Mapping[str, Iterable[str] | str]) -> list[LabelPrompt]:

@@ -28,7 +28,7 @@ from PIL import Image
 from transformers import AutoTokenizer, OmDetTurboConfig, OmDetTurboForObjectDetection
 
 from prelabel.core.geometry import clip_boxes, nms_per_label
-from prelabel.core.labels import LabelError, LabelPrompt
+from prelabel.core.labels import LabelError, LabelPrompt, phrase_queries
 from prelabel.core.regions import Regions
 from prelabel.models.random_sam3 import clip_char_tokenizer, clip_char_vocab
 
@@ -115,11 +115,7 @@ class OmDetTurboDetector:
 
     def queries(self, labels: Sequence[LabelPrompt]) -> tuple[list[str], list[int], str]:
         """Every phrase of every label as one class, the label id of each, and the task sentence."""
-        texts, owners = [], []
-        for label_id, label in enumerate(labels):
-            for phrase in label.prompts:
-                texts.append(phrase.lower())
-                owners.append(label_id)
+        texts, owners = phrase_queries(labels)
         return texts, owners, f"Detect {', '.join(texts)}."
 
     def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:

@@ -30,7 +30,7 @@ from transformers import (
 )
 
 from prelabel.core.geometry import clip_boxes
-from prelabel.core.labels import LabelError, LabelPrompt
+from prelabel.core.labels import LabelError, LabelPrompt, phrase_queries
 from prelabel.core.regions import Regions
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.random_sam3 import clip_char_tokenizer, clip_char_vocab
@@ -71,12 +71,7 @@ class Owlv2Detector:
 
     def queries(self, labels: Sequence[LabelPrompt]) -> tuple[list[str], list[int]]:
         """Every phrase of every label as one query, and the label id of each query."""
-        texts, owners = [], []
-        for label_id, label in enumerate(labels):
-            for phrase in label.prompts:
-                texts.append(phrase.lower())
-                owners.append(label_id)
-        return texts, owners
+        return phrase_queries(labels)
 
     @torch.inference_mode()
     def label_scores(self, image: np.ndarray, labels: Sequence[LabelPrompt]) -> tuple[np.ndarray, np.ndarray]:
