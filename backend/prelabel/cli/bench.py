@@ -59,7 +59,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.bench.timing import rss_mb
     from prelabel.core.images import decode_image
     from prelabel.core.labels import parse_labels
-    from prelabel.models.registry import pick_device
+    from prelabel.models.devices import pick_device
     from prelabel.pipeline import build_labeler
     from prelabel.pipeline.build import resolved, with_overrides
 

@@ -24,10 +24,17 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.labelstudio.backend import create_app
+    from prelabel.models.registry import preload_modules
+    from prelabel.pipeline.build import resolved
     from prelabel.server.run import serve
 
     if args.config:
         settings = Settings.load(args.config)
+    # Before the port is bound and the workers fork: each worker's /setup then answers the planned
+    # model_version from its first request on with nothing to import or probe (Label Studio allows it 3 s),
+    # and its models load in a thread that imports nothing more (an import would stall the request threads).
+    settings = resolved(settings)
+    preload_modules(settings.sam_runtime)
     log.info("settings: %s", settings.redacted())
     serve(create_app, settings, args.host, args.port, args.workers, args.threads)
     return 0

@@ -20,5 +20,9 @@ class Unavailable(PrelabelError):
         self.retry_after_s = retry_after_s
 
 
+class ModelLoadError(PrelabelError):
+    """A model spec that could not be turned into a model; the message says what to pass instead."""
+
+
 class BadRequest(PrelabelError):
     """A request a tool (Label Studio, CVAT) or a person sent wrong."""

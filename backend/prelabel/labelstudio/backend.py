@@ -25,6 +25,7 @@ from prelabel.labelstudio.predictor import LabelStudioPredictor, VideoOptions
 from prelabel.labelstudio.task_images import TaskImageFetcher
 from prelabel.labelstudio.webhooks import handle_webhook, normalise_project, project_id
 from prelabel.pipeline import Labeler, exploration, planned_model_version
+from prelabel.pipeline.build import resolved
 from prelabel.pipeline.video import VideoConfig
 from prelabel.server.app import make_app
 from prelabel.server.jobs import BackgroundJobs
@@ -256,8 +257,13 @@ def json_body() -> dict[str, Any]:
 
 
 def create_app(settings: Settings | None = None, labeler: Labeler | None = None) -> Flask:
-    """The ML backend app; pass ``labeler`` to reuse loaded models (tests), else they load in the background."""
-    settings = settings or Settings.load()
+    """The ML backend app; pass ``labeler`` to reuse loaded models (tests), else they load in the background.
+
+    ``auto`` (dtype, SAM runtime) is resolved here, once, so that /setup computes the planned ``model_version``
+    from plain settings, without torch, from the first request on (``prelabel serve`` has resolved it already,
+    before binding its port, and this is then a no-op).
+    """
+    settings = resolved(settings or Settings.load())
     models = ModelHolder(settings, labeler)
     gate = ModelGate(settings.max_in_flight, settings.max_queue, settings.queue_timeout_s)
     app = make_app(settings, gate, lambda: models.labeler, {PREDICT_ENDPOINT})

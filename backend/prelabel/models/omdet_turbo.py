@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, OmDetTurboConfig, OmDetTurboForObjectDetection
 
+from prelabel.core.errors import ModelLoadError
 from prelabel.core.geometry import clip_boxes, nms_per_label
 from prelabel.core.labels import LabelError, LabelPrompt, phrase_queries
 from prelabel.core.regions import Regions
@@ -203,8 +204,6 @@ def load_omdet_turbo(spec: str, random_weights: bool, device: str, dtype: torch.
         try:
             model = OmDetTurboForObjectDetection.from_pretrained(spec)
         except ImportError as exc:  # the hub checkpoint's Swin is a timm backbone
-            from prelabel.models.registry import ModelLoadError
-
             raise ModelLoadError(f"the OmDet-Turbo checkpoint {spec!r} needs a package that is not installed "
                                  f"({exc}); `pip install timm` for the released checkpoints (their Swin is a timm "
                                  f"backbone), or use a folder whose config has use_timm_backbone=false") from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import re
 from functools import lru_cache
@@ -22,7 +24,8 @@ from transformers import (
     SamProcessor,
 )
 
-from prelabel.core.errors import PrelabelError
+from prelabel.core.errors import ModelLoadError
+from prelabel.models.devices import pick_device
 from prelabel.models.families import (
     MODEL_TYPES,
     family_of_random,
@@ -66,29 +69,16 @@ log = logging.getLogger(__name__)
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class ModelLoadError(PrelabelError):
-    """A model spec that could not be turned into a model; the message says what to pass instead."""
-
-
-def available_devices() -> list[str]:
-    """The devices this torch build can use here."""
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def pick_device(requested: str = "auto") -> str:
-    """``cuda`` if present, else ``mps``, else ``cpu``, unless a device is named (which must be available)."""
-    if requested == "auto":
-        return next((d for d in ("cuda", "mps") if d in available_devices()), "cpu")
-    if requested not in available_devices():
-        raise ModelLoadError(f"device {requested!r} is not available with this torch build "
-                             f"(torch {torch.__version__}); available: {', '.join(available_devices())} "
-                             f"(--device / PRELABEL_DEVICE)")
-    return requested
+def preload_modules(sam_runtime: str) -> None:
+    """Import now whatever loading any model may import later: every family's module and the SAM runtime's
+    package. A server calls this before it answers requests, because an import holds the GIL (a C
+    extension's for 100-200 ms) and would stall /health and /setup while its models load in a thread."""
+    for module in ("prelabel.models.open_vocab", "prelabel.models.omdet_turbo", "prelabel.models.sam3",
+                   "transformers.models.sam3.modeling_sam3"):
+        importlib.import_module(module)
+    package = {"onnx": "onnxruntime", "openvino": "openvino"}.get(sam_runtime)
+    if package and importlib.util.find_spec(package):
+        importlib.import_module(package)
 
 
 def pick_dtype(name: str) -> torch.dtype:

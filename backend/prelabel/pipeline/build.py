@@ -64,7 +64,7 @@ def resolved(settings: Settings) -> Settings:
         log.info("%s segments itself: the segmenter %s is not loaded", settings.detector, settings.segmenter)
         settings = replace(settings, segmenter="")
     if AUTO in (settings.dtype, settings.sam_runtime):
-        from prelabel.models.registry import pick_device
+        from prelabel.models.devices import pick_device  # torch, only when there is an ``auto`` to resolve
 
         choice = choose(pick_device(settings.device), settings.segmenter, settings.dtype, settings.sam_runtime)
         _log_choice(choice)
