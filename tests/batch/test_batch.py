@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 
 from batch_data import write_shape_images
 from prelabel.cli import main
-from prelabel.cli.batch import SOME_FAILED
+from prelabel.core.errors import ExitCode
 from prelabel.core.uncertainty import FEATURES
 
 LABELS = "box=red box|rectangle,disc=green circle"
@@ -35,7 +35,7 @@ def folder(tmp_path_factory):
 def clean_run(folder):
     """An uninterrupted run, in this process."""
     # One of the 15 images is corrupt: the other 14 are labeled and the exit code says some failed.
-    assert main(["batch", str(folder / "images"), "--labels", LABELS, *MODELS, "--out", str(folder / "clean")]) == SOME_FAILED
+    assert main(["batch", str(folder / "images"), "--labels", LABELS, *MODELS, "--out", str(folder / "clean")]) == ExitCode.SOME_FAILED
     return folder / "clean"
 
 
@@ -119,7 +119,7 @@ def test_resume_after_kill_9_gives_identical_outputs(folder, clean_run):
     with checkpoint.open("ab") as handle:  # as if the kill had landed mid-write
         handle.write(b'{"key": "img0013.png", "uri": "ima')
     resumed = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == SOME_FAILED, resumed.stderr
+    assert resumed.returncode == ExitCode.SOME_FAILED, resumed.stderr
     assert f"{finished} done before, {15 - finished} to label" in resumed.stderr
     for name in OUTPUTS:
         assert filecmp.cmp(clean_run / name, folder / "killed" / name, shallow=False), name
@@ -143,7 +143,7 @@ def test_ray_engine_on_local_ray_matches_local_engine(folder, clean_run):
     try:
         argv = ["batch", str(folder / "images"), "--labels", LABELS, *MODELS, "--out", str(folder / "ray"),
                 "--engine", "ray", "--ray-actors", "2"]
-        assert main(argv) == SOME_FAILED
+        assert main(argv) == ExitCode.SOME_FAILED
     finally:
         ray.shutdown()
     for name in OUTPUTS:

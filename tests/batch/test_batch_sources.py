@@ -39,7 +39,7 @@ def test_jsonl_and_csv_manifests_resolve_relative_paths_and_keep_urls(folder):
 
 
 def test_bad_sources_give_clear_errors(folder):
-    with pytest.raises(ValueError, match="not a folder, a .jsonl/.csv manifest"):
+    with pytest.raises(ValueError, match="missing does not exist; pass a folder, a .jsonl/.csv manifest"):
         resolve_source(str(folder / "missing"))
     (folder / "bad.jsonl").write_text('"a.png"\n{oops\n')
     with pytest.raises(ValueError, match="bad.jsonl line 2 is not JSON"):

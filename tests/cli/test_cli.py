@@ -32,15 +32,26 @@ def test_predict_writes_json_and_overlay(tmp_path):
     assert overlay.shape == (300, 451, 3)
 
 
-def test_bad_inputs_give_clear_errors_and_nonzero_exit(tmp_path):
+def test_every_bad_input_is_reported_at_once_before_any_model_loads(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
-    result = run("predict", "notes.txt", "missing.png", "--labels", "cat", "--detector", "random-tiny",
-                 "--no-masks", "--out", "out.json", cwd=tmp_path)
-    assert result.returncode == 1
+    result = run("predict", "notes.txt", "missing.png", "--labels", "cat", "--detector", str(tmp_path / "nowhere"),
+                 "--segmenter", "random-tiny", "--out", "out.json", cwd=tmp_path)
+    assert result.returncode == 2
     assert "notes.txt is not an image" in result.stderr
     assert "missing.png does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(json.loads((tmp_path / "out.json").read_text())["errors"]) == 2
+    assert "nowhere' does not exist" in result.stderr and "3 problem(s) with the inputs" in result.stderr
+    assert "Traceback" not in result.stderr and "random-weight" not in result.stderr, "no model was loaded"
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_an_image_whose_pixels_are_broken_is_counted_and_exits_3(tmp_path):
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:-40])  # a header, then torn pixels
+    result = run("predict", "ok.png", "cut.png", "--labels", "cat", "--detector", "random-tiny", "--no-masks",
+                 "--out", "out.json", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert [e["path"] for e in doc["errors"]] == ["cut.png"] and [i["path"] for i in doc["images"]] == ["ok.png"]
 
 
 def test_missing_labels_and_bad_model_are_one_line_errors(tmp_path):

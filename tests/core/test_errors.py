@@ -5,7 +5,7 @@ import inspect
 import pkgutil
 
 import prelabel
-from prelabel.core.errors import BadRequest, PrelabelError, Unavailable
+from prelabel.core.errors import BadRequest, ExitCode, PrelabelError, Unavailable
 
 
 def prelabel_exceptions():
@@ -26,12 +26,15 @@ def test_every_exception_prelabel_defines_derives_from_the_one_base():
     assert issubclass(BadRequest, PrelabelError)
 
 
-def test_the_cli_maps_a_user_error_to_one_line_and_exit_2(tmp_path, caplog):
+def test_the_cli_maps_a_device_that_is_not_here_to_one_line_and_exit_4(tmp_path, caplog):
+    from PIL import Image
+
     from prelabel.cli import main
 
     image = tmp_path / "a.png"
-    image.write_bytes(b"")
-    assert main(["predict", str(image), "--labels", "cat", "--detector", "random-tiny", "--device", "cuda"]) == 2
+    Image.new("RGB", (8, 8)).save(image)
+    assert main(["predict", str(image), "--labels", "cat", "--detector", "random-tiny", "--segmenter", "random-tiny",
+                 "--device", "cuda"]) == ExitCode.UNAVAILABLE
     (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "device 'cuda' is not available" in record.getMessage() and "available: cpu" in record.getMessage()
     assert record.exc_info is None

@@ -3,6 +3,7 @@
 import json
 
 from prelabel.cli import main
+from prelabel.core.errors import ExitCode
 
 CLEAN = [("rivet", [20, 20, 30, 30]), ("crack", [100, 60, 60, 40])]  # COCO xywh, 200 x 150 images
 PLANTED = {  # image -> (kind it must raise, its extra shapes)
@@ -66,7 +67,7 @@ def run_qa(*argv):
 def test_coco_planted_defects_are_flagged_and_nothing_else(tmp_path):
     images = {"clean.png": CLEAN, **{name: CLEAN + extra for name, (_, extra) in PLANTED.items()}}
     code, report, html = run_qa(coco_file(tmp_path / "coco.json", images), "--out", tmp_path / "r")
-    assert code == 1
+    assert code == ExitCode.SOME_FAILED
     assert sorted((i["kind"], i["key"]) for i in report["issues"]) == sorted((k, n) for n, (k, _) in PLANTED.items())
     assert report["images"] == 6 and report["format"] == "coco"
     assert html.count("data:image/png;base64,") == len(PLANTED) and "clean.png" not in html
@@ -89,7 +90,7 @@ def test_gold_set_scores_annotations(tmp_path):
 
 def test_label_studio_export_consensus_and_shapes(tmp_path):
     code, report, html = run_qa(ls_export(tmp_path / "export.json"), "--out", tmp_path / "r")
-    assert report["format"] == "labelstudio" and code == 1
+    assert report["format"] == "labelstudio" and code == ExitCode.SOME_FAILED
     assert sorted((i["kind"], i["key"].rsplit("/", 1)[1]) for i in report["issues"]) == [
         ("low_consensus", "disagree.png"), ("out_of_frame", "edges.png"), ("tiny", "edges.png")]
     # rivet shifted 2 px of 80, crack 3 px of 30: mean matched IoU of the two annotators

@@ -8,12 +8,15 @@ that image is simply done again.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import IO, Any
 
-FORMAT = "prelabel-batch-checkpoint/1"
 from prelabel.core.errors import PrelabelError
+
+FORMAT = "prelabel-batch-checkpoint/1"
+log = logging.getLogger(__name__)
 
 
 class CheckpointMismatch(PrelabelError):
@@ -33,13 +36,17 @@ class Checkpoint:
     def open(cls, path: Path, header: dict[str, Any], restart: bool = False) -> Checkpoint:
         """Open ``path`` to resume (or start) a run described by ``header``.
 
-        Raises :class:`CheckpointMismatch` when an existing checkpoint has a different header,
-        unless ``restart`` discards it.
+        Raises :class:`CheckpointMismatch` when an existing checkpoint with finished images has a different
+        header, unless ``restart`` discards it; one with no finished image holds no work and is started anew
+        (a run that failed before its first image, say while loading models, must not block its retry).
         """
         header = {"format": FORMAT, **header}
         records: dict[str, dict[str, Any]] = {}
         if path.exists() and not restart:
             stored, records, valid_bytes = read_checkpoint(path)
+            if stored != header and not records:
+                log.info("%s holds no finished image: starting it anew with this run's settings", path)
+                return cls.open(path, header, restart=True)
             if stored != header:
                 raise CheckpointMismatch(_mismatch_message(path, stored, header))
             with path.open("r+b") as raw:

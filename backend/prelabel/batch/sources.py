@@ -57,6 +57,9 @@ def resolve_source(source: str, access: LabelStudioAccess | None = None) -> list
         items = manifest_items(Path(source))
     elif glob.has_magic(source):
         items = [ImageItem(Path(p).as_posix(), p) for p in glob.glob(source, recursive=True) if _is_image(Path(p))]
+    elif not Path(source).exists():
+        raise SourceError(f"{source} does not exist; pass a folder, a .jsonl/.csv manifest, a glob pattern or "
+                          f"ls:PROJECT_ID")
     else:
         raise SourceError(f"{source} is not a folder, a .jsonl/.csv manifest, a glob pattern or ls:PROJECT_ID")
     unique = {item.key: item for item in items}

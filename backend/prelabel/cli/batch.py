@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prelabel.cli.common import add_parser, labels_arg, model_args, model_overrides
-from prelabel.core.errors import PrelabelError
+from prelabel.core.errors import ExitCode, PrelabelError
 from prelabel.settings import Settings
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("prelabel.batch")
 CHECKPOINT = "checkpoint.jsonl"
-SOME_FAILED = 3  # exit code when some images could not be read (the rest were labeled)
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
@@ -30,8 +29,8 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     batch = add_parser(sub, "batch", "pre-label many images into COCO / Label Studio / YOLO files",
                        description="SOURCE: a folder (recursive), a glob ('data/**/*.jpg'), a .jsonl/.csv manifest "
                                    "of paths or URLs, or ls:PROJECT_ID (a Label Studio project). Rerunning the same "
-                                   f"command resumes an interrupted run. Exit 0: all labeled; {SOME_FAILED}: some "
-                                   "images could not be read (listed in errors.jsonl); 2: nothing ran.")
+                                   "command resumes an interrupted run; images that could not be read are listed in "
+                                   "errors.jsonl (exit code 3).")
     batch.add_argument("source", help="folder, glob, .jsonl/.csv manifest or ls:PROJECT_ID")
     labels_arg(batch, settings)
     batch.add_argument("--out", type=Path, required=True, help="output folder (also holds the checkpoint)")
@@ -132,9 +131,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     log.info("wrote %s", ", ".join(str(p) for p in written.values()))
     if failed:
         log.warning("%d of %d image(s) could not be read and were skipped (see %s); exit code %d",
-                    len(failed), len(records), written["errors"], SOME_FAILED)
-        return SOME_FAILED
-    return 0
+                    len(failed), len(records), written["errors"], ExitCode.SOME_FAILED)
+        return ExitCode.SOME_FAILED
+    return ExitCode.OK
 
 
 def _run_videos(args: argparse.Namespace, settings: Settings, videos: list[Path]) -> int:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 
+from prelabel.core.errors import EXIT_CODES
 from prelabel.settings import Settings
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default once: not for flags, options without one, or help that names its own."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == "" or \
+                "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_parser(sub: argparse._SubParsersAction, name: str, help: str, **kwargs: object) -> argparse.ArgumentParser:
-    """A subcommand whose help shows every option's default."""
+    """A subcommand whose help shows every option's default and the exit codes."""
     return sub.add_parser(name, help=help, description=kwargs.pop("description", help),
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+                          formatter_class=HelpFormatter, epilog=kwargs.pop("epilog", EXIT_CODES), **kwargs)
 
 
 def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:

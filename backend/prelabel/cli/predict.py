@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from prelabel.cli.common import add_parser, labels_arg, model_args, model_overrides
+from prelabel.core.errors import ExitCode, ModelLoadError, PrelabelError
 from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel")
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.pipeline import build_labeler
 
     labels = parse_labels(args.labels)
+    check_inputs(args, settings)
     labeler = build_labeler(settings, **model_overrides(args, with_masks=not args.no_masks))
     if labeler.random_weights:
         log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for path in tqdm(args.images, desc="pre-labeling", unit="img", disable=len(args.images) < 2, file=sys.stderr):
         try:
             image = load_image_file(path, settings.max_pixels)
-        except ImageError as exc:
+        except ImageError as exc:  # its header was fine, its pixels are not (a truncated file)
             errors.append({"path": str(path), "error": str(exc)})
             log.error("%s", exc)
             continue
@@ -64,4 +66,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log.info("wrote %d image(s) to %s", len(results), args.out)
     else:
         print(text)
-    return 1 if errors else 0
+    return ExitCode.SOME_FAILED if errors else ExitCode.OK
+
+
+class InputErrors(PrelabelError):
+    """Every problem with a command's inputs, found before any model loads (each one also logged)."""
+
+
+def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
+    """Check every image (from its header) and model spec before loading models; report all problems at once."""
+    from prelabel.core.images import ImageError, check_image_file
+    from prelabel.models.specs import check_spec, is_random, segments_itself
+
+    problems: list[PrelabelError] = []
+    for path in args.images:
+        try:
+            check_image_file(path, settings.max_pixels)
+        except ImageError as exc:
+            problems.append(exc)
+    specs = {"detector": args.detector}
+    if not args.no_masks and not segments_itself(args.detector):
+        specs["segmenter"] = args.segmenter
+    for kind, spec in specs.items():
+        if spec and not is_random(spec):
+            try:
+                check_spec(kind, spec)
+            except ModelLoadError as exc:
+                problems.append(exc)
+    if problems:
+        for problem in problems[:-1]:
+            log.error("%s", problem)
+        error = InputErrors(f"{problems[-1]} ({len(problems)} problem(s) with the inputs; no model was loaded)")
+        error.exit_code = min(problem.exit_code for problem in problems)  # a usage error outranks the rest
+        raise error

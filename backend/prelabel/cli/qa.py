@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from prelabel.cli.common import add_parser
+from prelabel.core.errors import ExitCode
 from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel.qa")
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run_qa(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the checks; exit 1 when anything was flagged, so CI can gate on it."""
+    """Run the checks; exit 3 when anything was flagged, so CI can gate on it."""
     from dataclasses import fields
 
     from prelabel.qa.checks import QaThresholds, check_items
@@ -61,4 +62,4 @@ def run_qa(args: argparse.Namespace, settings: Settings) -> int:
     summary = ", ".join(f"{k} {n}{' pairs' if k in PAIR_KINDS else ''}" for k, n in document["counts"].items()
                         if n) or "nothing flagged"
     log.info("%d images, %d shapes: %s; wrote %s", len(items), document["shapes"], summary, out / "qa_report.html")
-    return 1 if issues else 0
+    return ExitCode.SOME_FAILED if issues else ExitCode.OK

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from prelabel.cli.common import add_parser
+from prelabel.labelstudio.client import LOCAL_BACKENDS_FIX
 from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel")
@@ -26,15 +27,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.labelstudio.backend import create_app
     from prelabel.models.registry import preload_modules
     from prelabel.pipeline.build import resolved
-    from prelabel.server.run import serve
+    from prelabel.server.run import check_bindable, serve
 
     if args.config:
         settings = Settings.load(args.config)
     # Before the port is bound and the workers fork: each worker's /setup then answers the planned
     # model_version from its first request on with nothing to import or probe (Label Studio allows it 3 s),
     # and its models load in a thread that imports nothing more (an import would stall the request threads).
+    check_bindable(args.host, args.port)  # a busy port fails at once, before the seconds below
     settings = resolved(settings)
     preload_modules(settings.sam_runtime)
     log.info("settings: %s", settings.redacted())
+    log.info("%s", connect_hint(args.host, args.port))
     serve(create_app, settings, args.host, args.port, args.workers, args.threads)
     return 0
+
+
+def connect_hint(host: str, port: int) -> str:
+    """How to connect this backend to Label Studio (printed at start-up)."""
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+    return (f"connect it in Label Studio: Project > Settings > Model > Connect model with {url} (from another "
+            f"machine or a container: this machine's address), or `prelabel connect --project ID --url {url}`. "
+            f"{LOCAL_BACKENDS_FIX}.")

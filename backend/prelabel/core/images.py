@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 50_000_000
 from prelabel.core.errors import PrelabelError
+
+DEFAULT_MAX_PIXELS = 50_000_000
+# prelabel's own limit (max_pixels / PRELABEL_MAX_PIXELS) is checked on every decode, from the header and before
+# any pixel is decoded; Pillow's process-wide default (178,956,970 pixels) would otherwise cap it whatever the
+# setting says. This module is the only place prelabel decodes images.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(PrelabelError):
@@ -24,24 +28,38 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str 
     if not data:
         raise ImageError(f"{source} is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{source} is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
-                    f"(raise max_pixels / PRELABEL_MAX_PIXELS if this is intended)"
-                )
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"))
+        image = Image.open(io.BytesIO(data))
+        _check_pixels(source, image.size, max_pixels)
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(image.convert("RGB"))
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
         raise ImageError(f"{source} is not an image in a format Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{source} is not a readable image: {exc}") from exc
+
+
+def _check_pixels(source: str, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(f"{source} is {width}x{height} = {width * height:,} pixels, over the limit of "
+                         f"{max_pixels:,} (raise PRELABEL_MAX_PIXELS if this is intended)")
+
+
+def check_image_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Fail as :func:`load_image_file` would on a missing, unreadable or too large file, from its header only
+    (milliseconds, whatever the image's size: commands check every input before loading models)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path} does not exist or is not a file")
+    try:
+        with Image.open(path) as image:
+            _check_pixels(str(path), image.size, max_pixels)
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{path} is not an image in a format Pillow can read") from exc
+    except (OSError, SyntaxError) as exc:
+        raise ImageError(f"{path} is not a readable image: {exc}") from exc
 
 
 def load_image_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

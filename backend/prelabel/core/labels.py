@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prelabel.core.errors import PrelabelError
+
+log = logging.getLogger(__name__)
 
 GRAMMAR = ("labels are comma-separated NAME, NAME=PROMPT|PROMPT and NAME@THRESHOLD items; the threshold may "
            "also end the prompts (NAME=PROMPT|PROMPT@THRESHOLD), e.g. 'rivet=oxidized rivet|rusted bolt@0.3,crack'")
@@ -58,6 +61,12 @@ def parse_labels(text: str) -> list[LabelPrompt]:
                              f"{tail_threshold.strip()}); give one. {GRAMMAR}")
         if any("@" in prompt for prompt in prompts) or "=" in tail:
             raise LabelError(f"label {name!r}: cannot parse {item.strip()!r}. {GRAMMAR}")
+        if has_prompts and not all(prompt.strip() for prompt in prompts):
+            raise LabelError(f"label {name!r}: an empty prompt in {item.strip()!r} (after '=' or between '|'); "
+                             f"give each prompt text, or drop '=' to prompt with the name. {GRAMMAR}")
+        for mark, meaning in ((";", "labels are separated by ','"), ("|", "prompts follow '=' and are separated by '|'")):
+            if mark in name:
+                log.warning("label %r contains %r: %s (e.g. --labels 'cat,dog=puppy|dog')", name, mark, meaning)
         labels.append(LabelPrompt(name, tuple(prompts), _threshold(name, head_threshold or tail_threshold)))
     return check_labels(labels)
 

@@ -19,13 +19,27 @@ from typing import Any
 import requests
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
-from prelabel.core.errors import PrelabelError
+from prelabel.core.errors import ExitCode, PrelabelError
 
 log = logging.getLogger(__name__)
+LOCAL_BACKENDS_FIX = ("Label Studio refuses ML backends on loopback and private addresses unless it runs with "
+                      "ML_BLOCK_LOCAL_IP=false (its calls to the backend) and SSRF_PROTECTION_ENABLED=false (the "
+                      "webhook it creates for the backend): restart it as `ML_BLOCK_LOCAL_IP=false "
+                      "SSRF_PROTECTION_ENABLED=false label-studio start` (Docker: -e for each)")
 
 
 class LabelStudioError(PrelabelError):
-    """Label Studio could not be installed, started or reached, or refused a call."""
+    """Label Studio could not be installed or started, or refused a call (``status``: its HTTP status)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LabelStudioUnreachable(LabelStudioError):
+    """No answer from Label Studio at all (down, wrong URL, network)."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -91,10 +105,11 @@ class LabelStudioClient:
             response = self.session.request(method, f"{self.url}{path}", headers=self.auth_headers(),
                                             timeout=timeout or self.timeout_s, **kwargs)
         except requests.RequestException as exc:
-            raise LabelStudioError(f"{method} {self.url}{path} failed: {exc.__class__.__name__}; check "
-                                   f"LABEL_STUDIO_URL") from exc
+            raise LabelStudioUnreachable(f"{method} {self.url}{path} failed: {exc.__class__.__name__}; is Label "
+                                         f"Studio running there? (LABEL_STUDIO_URL)") from exc
         if not response.ok:
-            raise LabelStudioError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
+            raise LabelStudioError(f"{method} {path} -> {response.status_code}: {response.text[:500]}",
+                                   response.status_code)
         return response.json() if response.content else None
 
     # Projects and tasks.
@@ -146,9 +161,25 @@ class LabelStudioClient:
         return int(self.call("POST", "/api/dm/views", json=body)["id"])
 
     def connect_backend(self, project: int, backend_url: str, title: str = "prelabel") -> int:
-        ml = self.call("POST", "/api/ml", json={"url": backend_url, "project": project, "title": title,
-                                                "is_interactive": True, "auth_method": "NONE"})
+        """Connect the ML backend at ``backend_url`` to ``project`` (Label Studio calls its /health and /setup
+        first); the id of the ML backend. Label Studio's refusals become errors that name the fix."""
+        try:
+            ml = self.call("POST", "/api/ml", json={"url": backend_url, "project": project, "title": title,
+                                                    "is_interactive": True, "auth_method": "NONE"})
+        except LabelStudioError as exc:
+            if exc.status == 403 and "reserved network address" in str(exc):
+                raise LabelStudioError(f"Label Studio refused {backend_url}: the URL resolves to a reserved network "
+                                       f"address. {LOCAL_BACKENDS_FIX}; then connect again", 403) from exc
+            if exc.status == 400 and "health check failed" in str(exc):
+                raise LabelStudioError(f"Label Studio at {self.url} cannot reach the backend at {backend_url}: is "
+                                       f"`prelabel serve` running, and is this the address Label Studio can reach "
+                                       f"(from a Label Studio in Docker, not 127.0.0.1)?", 400) from exc
+            raise
         return int(ml["id"])
+
+    def ml_backends(self, project: int) -> list[dict[str, Any]]:
+        """The ML backends connected to ``project`` (Label Studio refreshes their state on this call)."""
+        return list(self.call("GET", "/api/ml", params={"project": project}))
 
     def retrieve_predictions(self, project: int, task_ids: Sequence[int] | None = None) -> Any:
         """The Data Manager's "Retrieve Predictions" action (Label Studio calls /setup then one /predict)."""

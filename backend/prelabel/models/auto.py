@@ -56,7 +56,10 @@ def is_sam_v1(segmenter: str) -> bool:
         return True
     if segmenter.endswith(".pth"):
         return Path(segmenter).name.startswith("sam_vit")
-    return model_type_of(segmenter) == "sam"
+    kind = model_type_of(segmenter)
+    if kind is None:  # a hub id not downloaded yet: its name tells (facebook/sam-vit-base, nielsr/slimsam-50-uniform)
+        return segmenter.rsplit("/", 1)[-1].lower().startswith(("sam-vit", "slimsam"))
+    return kind == "sam"
 
 
 def choose(device: str, segmenter: str, dtype: str = AUTO, sam_runtime: str = AUTO,

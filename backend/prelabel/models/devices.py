@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from prelabel.core.errors import ModelLoadError
+from prelabel.core.errors import ModelUnavailable
 
 
 def available_devices() -> list[str]:
@@ -29,7 +29,7 @@ def pick_device(requested: str = "auto") -> str:
     if requested == "auto":
         return next((d for d in ("cuda", "mps") if d in available_devices()), "cpu")
     if requested not in available_devices():
-        raise ModelLoadError(f"device {requested!r} is not available with this torch build "
+        raise ModelUnavailable(f"device {requested!r} is not available with this torch build "
                              f"(torch {torch.__version__}); available: {', '.join(available_devices())} "
                              f"(--device / PRELABEL_DEVICE)")
     return requested

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,6 +58,7 @@ from prelabel.models.specs import (
     DEFAULT_DETECTOR,
     DEFAULT_SEGMENTER,
     DEFAULT_TRACKER,
+    check_spec,
     is_random,
     random_specs,
     segmenter_model_id,
@@ -86,51 +86,6 @@ def pick_dtype(name: str) -> torch.dtype:
     if name not in _DTYPES:
         raise ModelLoadError(f"unknown dtype {name!r}; use one of {', '.join(sorted(_DTYPES))}")
     return _DTYPES[name]
-
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-
-
-def check_spec(kind: str, spec: str) -> None:
-    """Fail at once, naming the fix, for a spec that cannot load: a missing path, something that is neither a
-    path, a hub id (``org/name``) nor a ``random-*`` spec, or a hub id that is not cached while offline."""
-    alternatives = (f"a local folder written by save_pretrained, a hub id such as "
-                    f"{ {'detector': DEFAULT_DETECTOR, 'tracker': DEFAULT_TRACKER}.get(kind, DEFAULT_SEGMENTER)}, or one of "
-                    f"{', '.join(random_specs(kind))} (random weights, offline)")
-    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or Path(spec).exists():
-        if not Path(spec).expanduser().exists():
-            raise ModelLoadError(f"the {kind} path {spec!r} does not exist; pass {alternatives}")
-        return
-    if not _HUB_ID.fullmatch(spec):
-        raise ModelLoadError(f"unknown {kind} {spec!r}: not an existing path, a hub id (org/name) or a random "
-                             f"spec; pass {alternatives}")
-    _check_hub(kind, spec)
-
-
-def _check_hub(kind: str, spec: str) -> None:
-    """A hub id must be in the local cache, or the hub must answer (no minute of retries when it cannot)."""
-    from huggingface_hub import constants, model_info, try_to_load_from_cache
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
-
-    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
-        return
-    hint = (f"download it where there is a network (`hf download {spec} --local-dir /models/{spec.split('/')[-1]}`) "
-            f"and pass that local folder with --{kind} / PRELABEL_{kind.upper()}, or use random-tiny / random-full")
-    if constants.HF_HUB_OFFLINE:
-        raise ModelLoadError(f"the {kind} {spec!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
-                             f"set: {hint}")
-    try:
-        model_info(spec, timeout=10)
-    except GatedRepoError:
-        return  # from_pretrained says what to accept and which token to set
-    except RepositoryNotFoundError as exc:
-        raise ModelLoadError(f"the {kind} {spec!r} is not a model on the Hugging Face hub (or it is private and "
-                             f"no token is set: `hf auth login`)") from exc
-    except HfHubHTTPError:
-        return  # the hub answered; from_pretrained reports the rest
-    except Exception as exc:  # connection errors of the HTTP client: the hub cannot be reached
-        raise ModelLoadError(f"the Hugging Face hub cannot be reached for the {kind} {spec!r} "
-                             f"({exc.__class__.__name__}): {hint}") from exc
 
 
 def _load_error(kind: str, spec: str, exc: Exception) -> ModelLoadError:
