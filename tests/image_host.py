@@ -28,7 +28,7 @@ class ImageHost:
 
     def __init__(self, root: Path, token: str = "test-token") -> None:
         host = self
-        self.root, self.token, self.requests = root, token, []
+        self.root, self.token, self.requests, self.deletes = root, token, [], []
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
@@ -53,6 +53,11 @@ class ImageHost:
                     self.send_header("Content-Type", kind)
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_DELETE(self) -> None:  # noqa: N802  (Label Studio's DELETE /api/predictions/ID)
+                host.deletes.append((self.path, "DELETE"))
+                self.send_response(204)
+                self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -1,6 +1,7 @@
 """The ML backend app through Flask's test client, with images served over loopback HTTP."""
 
 import json
+import time
 
 import pytest
 from image_host import ImageHost, write_random_images
@@ -84,12 +85,38 @@ def test_bad_tasks_get_a_per_task_error_and_the_rest_succeeds(client, host):
     ])
     assert response.status_code == 200
     results = response.get_json()["results"]
-    assert "HTTP 404" in results[0]["error"] and "result" not in results[0]
+    version = results[4]["model_version"]
+    # Each failure is a prediction Label Studio stores and shows: no regions, a model_version naming the failure.
+    for result, kind in zip(results, ["image not fetched", "image unreadable or too large", "no image in the task",
+                                      "image URL refused"]):
+        assert result["result"] == [] and result["score"] == 0 and result["model_version"] == f"{version} failed: {kind}"
+    assert "HTTP 404" in results[0]["error"]
     assert "not an image" in results[1]["error"]
     assert "data.image" in results[2]["error"]
     # Another port on Label Studio's host is another service: refused (Label Studio's origin is trusted, not its host).
-    assert "LABEL_STUDIO_URL's origin" in results[3]["error"] and "result" not in results[3]
+    assert "LABEL_STUDIO_URL's origin" in results[3]["error"]
     assert results[4]["result"]
+
+
+def test_a_failure_the_task_already_shows_is_not_stored_twice(client, host):
+    task = {"id": 1, "data": {"image": f"{host.url}/missing.png"}}
+    (first,) = predict(client, [task]).get_json()["results"]
+    stored = [{"id": 31, "model_version": first["model_version"], "result": []}]
+    (again,) = predict(client, [{**task, "predictions": stored}]).get_json()["results"]
+    assert "result" not in again and again["model_version"] == first["model_version"] and "HTTP 404" in again["error"]
+
+
+def test_the_failure_note_of_a_task_pre_labeled_since_is_deleted(client, host):
+    task = {"id": 1, "data": {"image": "/data/upload/1/a.png"}}
+    (failure,) = predict(client, [{**task, "data": {"image": f"{host.url}/missing.png"}}]).get_json()["results"]
+    stored = [{"id": 41, "model_version": failure["model_version"], "result": []},
+              {"id": 42, "model_version": "someone-else failed: image URL refused", "result": []}]
+    (done,) = predict(client, [{**task, "predictions": stored}]).get_json()["results"]
+    assert done["result"]
+    deadline = time.monotonic() + 10
+    while not host.deletes and time.monotonic() < deadline:  # a background job deletes it
+        time.sleep(0.05)
+    assert ("/api/predictions/41", "DELETE") in host.deletes and ("/api/predictions/42", "DELETE") not in host.deletes
 
 
 def test_unauthorised_label_studio_names_the_setting(labeler, host):

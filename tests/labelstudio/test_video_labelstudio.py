@@ -101,7 +101,8 @@ def test_predict_a_video_task(client):
         f = key["frame"] - 1
         assert abs(key["x"] * 160 / 100 - square_at(f)[0]) <= 1.5
     assert still["sequence"][0]["frame"] == 21  # the second square appears at frame index 20 (keyframe 20)
-    assert "result" not in bad and "not a video" in bad["error"]
+    assert bad["result"] == [] and "not a video" in bad["error"]
+    assert bad["model_version"].endswith(" failed: video unreadable or too large")
 
 
 def test_video_url_limits(client, video_host, tmp_path):
@@ -112,7 +113,7 @@ def test_video_url_limits(client, video_host, tmp_path):
         "results"]
     assert "PRELABEL_MAX_VIDEO_BYTES" in result["error"]
     (result,) = predict(client, [{"id": 1, "data": {"video": "http://10.1.2.3/x.mp4"}}]).get_json()["results"]
-    assert "PRELABEL_ALLOWED_HOSTS" in result["error"]
+    assert "PRELABEL_ALLOWED_HOSTS" in result["error"] and result["model_version"].endswith(" failed: video URL refused")
 
 
 

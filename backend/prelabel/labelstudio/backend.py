@@ -21,7 +21,7 @@ from prelabel.feedback.service import FeedbackService, FeedbackSettings
 from prelabel.feedback.store import FeedbackStore, store_exists
 from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
 from prelabel.labelstudio.config import LabelConfigError, parse_label_config
-from prelabel.labelstudio.predictor import LabelStudioPredictor, VideoOptions
+from prelabel.labelstudio.predictor import LabelStudioPredictor, VideoOptions, stale_failures
 from prelabel.labelstudio.task_images import TaskImageFetcher
 from prelabel.labelstudio.webhooks import handle_webhook, normalise_project, project_id
 from prelabel.pipeline import Labeler, exploration, planned_model_version
@@ -186,7 +186,19 @@ class LabelStudioBackend:
                 self.jobs.submit(lambda: self._push_rest(predictor, outcome.deferred, config, access))
         if any("result" in r for r in outcome.results):
             self.point_project_at(payload.get("project"), access, predictor.model_version(config))
+        stale = [i for task, r in zip(tasks, outcome.results) if "result" in r and "error" not in r
+                 for i in stale_failures(task)]
+        if stale and access is not None:
+            self.jobs.submit(lambda: self._delete_failures(stale, access))
         return jsonify({"results": outcome.results})
+
+    @staticmethod
+    def _delete_failures(predictions: list[int], access: LabelStudioAccess) -> None:
+        """Drop the failure notes of tasks that are pre-labeled now (they would stay in the Data Manager)."""
+        client = LabelStudioClient.for_access(access)
+        for prediction in predictions:
+            client.delete_prediction(prediction)
+        log.info("deleted %d failure note(s) of tasks pre-labeled since", len(predictions))
 
     def _push_rest(self, predictor: LabelStudioPredictor, tasks: list[dict[str, Any]], config: Any,
                    access: LabelStudioAccess) -> None:

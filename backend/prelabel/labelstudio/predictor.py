@@ -9,24 +9,28 @@ from typing import Any
 
 import numpy as np
 
-from prelabel.core.errors import BadRequest
+from prelabel.core.errors import BadRequest, PrelabelError
 from prelabel.core.geometry import mask_to_box
+from prelabel.core.images import ImageError
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration
-from prelabel.core.video import VideoSource
+from prelabel.core.video import VideoError, VideoSource
 from prelabel.feedback.fit import Learned
 from prelabel.labelstudio.client import LabelStudioAccess
 from prelabel.labelstudio.config import CONTEXT_TAGS, LabelConfig, parse_label_config
 from prelabel.labelstudio.results import (
     LS_DEFAULT_FRAMERATE,
+    failed_prediction,
+    is_failed_version,
     prediction,
     regions_to_results,
     tracks_to_results,
     video_prediction,
 )
-from prelabel.labelstudio.task_images import TaskImageFetcher
+from prelabel.labelstudio.task_images import ImageFetchError, TaskImageFetcher
 from prelabel.pipeline import Exploration, Labeler
 from prelabel.pipeline.video import VideoConfig, VideoDeadline, VideoLabeler
+from prelabel.server.safe_fetch import FetchRefused
 
 RESUME_KEY = "_prelabel_resume"  # a deferred video task carries the state reached, to finish in the background
 
@@ -134,9 +138,8 @@ class LabelStudioPredictor:
             return self._predict_video(task, config, access, version, deadline)
         try:
             image = self._image(task, config, access)
-        except ValueError as exc:
-            log.warning("task %s: %s", task.get("id"), exc)
-            return {"model_version": version, "error": str(exc)}
+        except PrelabelError as exc:  # the task's image: refused, unreachable, unreadable, too large, missing
+            return failed(task, version, exc, "image")
         regions = self.labeler.predict(image, config.prompts, with_masks=config.needs_masks,
                                        calibration=self.calibration, explore=self.explore)
         return prediction(regions, config, version, self.review_threshold)
@@ -260,21 +263,18 @@ class LabelStudioPredictor:
     def _predict_video(self, task: dict[str, Any], config: LabelConfig, access: LabelStudioAccess | None,
                        version: str, deadline: float | None) -> dict:
         data = task.get("data")
-        if not isinstance(data, dict) or config.image_key not in data:  # one bad task never fails its batch
-            return {"model_version": version,
-                    "error": f"task {task.get('id')} has no data.{config.image_key} (the <Video> value)"}
         try:
+            if not isinstance(data, dict) or config.image_key not in data:  # one bad task never fails its batch
+                raise BadRequest(f"task {task.get('id')} has no data.{config.image_key} (the <Video> value)")
             path, temporary = self.fetcher.fetch_video(data[config.image_key], access, task.get("id"),
                                                        self.video.max_bytes)
-        except ValueError as exc:
-            log.warning("task %s: %s", task.get("id"), exc)
-            return {"model_version": version, "error": str(exc)}
+        except PrelabelError as exc:
+            return failed(task, version, exc, "video")
         try:
             try:
                 source = VideoSource(path, self.video.fps, self.fetcher.max_pixels, self.video.max_frames)
-            except ValueError as exc:
-                log.warning("task %s: %s", task.get("id"), exc)
-                return {"model_version": version, "error": str(exc)}
+            except VideoError as exc:
+                return failed(task, version, exc, "video")
             tracks = self.video_labeler().prelabel(source, config.prompts, self.calibration,
                                                    resume=task.get(RESUME_KEY), deadline=deadline)
         finally:
@@ -288,3 +288,36 @@ class LabelStudioPredictor:
             raise BadRequest(f"task {task.get('id')} has no data.{config.image_key} (the <Image> value)")
         return self.fetcher.fetch(data[config.image_key], access, task.get("id"))
 
+
+def failed(task: dict[str, Any], version: str, exc: PrelabelError, medium: str) -> dict[str, Any]:
+    """The answer for a task whose image or video failed: a failure Label Studio stores and shows
+    (:func:`failed_prediction`), or, when the task shows that very failure already, an item without "result"
+    (Label Studio then stores no second copy)."""
+    log.warning("task %s not pre-labeled: %s", task.get("id"), exc)
+    failure = failed_prediction(version, failure_kind(exc, medium), str(exc))
+    if any(p.get("model_version") == failure["model_version"] for p in stored_predictions(task)):
+        return {"model_version": failure["model_version"], "error": str(exc)}
+    return failure
+
+
+def failure_kind(exc: PrelabelError, medium: str = "image") -> str:
+    """A short, fixed name of why a task's image or video failed: a few distinct model_versions, not one per URL."""
+    if isinstance(exc, FetchRefused):
+        return f"{medium} URL refused"
+    if isinstance(exc, (ImageError, VideoError)) or isinstance(exc.__cause__, (ImageError, VideoError)):
+        return f"{medium} unreadable or too large"
+    if isinstance(exc, ImageFetchError):
+        return f"{medium} not fetched"
+    return f"no {medium} in the task"
+
+
+def stored_predictions(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """The predictions Label Studio sent with the task (``/predict`` tasks carry them)."""
+    predictions = task.get("predictions")
+    return [p for p in predictions if isinstance(p, dict)] if isinstance(predictions, list) else []
+
+
+def stale_failures(task: dict[str, Any]) -> list[int]:
+    """Ids of the task's stored failed predictions (:func:`failed_prediction`), once it has been pre-labeled."""
+    return [int(p["id"]) for p in stored_predictions(task)
+            if is_failed_version(p.get("model_version")) and isinstance(p.get("id"), int)]

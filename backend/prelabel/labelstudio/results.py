@@ -3,6 +3,7 @@ items -> :class:`~prelabel.core.shapes.Shape` (rotation, polygons and brushes in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -167,6 +168,23 @@ def prediction(regions: Regions, config: LabelConfig, model_version: str, review
     result items, with review notes below ``review_threshold`` and the uncertainty signals."""
     return {"model_version": model_version, "score": round(task_score(regions), 4),
             "result": regions_to_results(regions, config, review_threshold)}
+
+
+FAILED = " failed: "  # joins our model_version and the kind of failure in a failed task's model_version
+_FAILED_VERSION = re.compile(r"prelabel(-random)?-[0-9a-f]{10} failed: .+")
+
+
+def failed_prediction(model_version: str, kind: str, reason: str) -> dict[str, Any]:
+    """A task that could not be pre-labeled, as Label Studio stores it: no regions and a ``model_version`` that
+    names the failure (``prelabel-… failed: image URL refused``), seen in the Data Manager's "Prediction model
+    versions" column and its filters. It differs from the version /setup reports, so the next "Retrieve
+    Predictions" sends the task again; ``error`` (the whole reason) is for API clients, Label Studio drops it."""
+    return {"model_version": f"{model_version}{FAILED}{kind}", "score": 0.0, "result": [], "error": reason}
+
+
+def is_failed_version(model_version: Any) -> bool:
+    """Whether a stored prediction's ``model_version`` is one of :func:`failed_prediction`'s."""
+    return isinstance(model_version, str) and _FAILED_VERSION.fullmatch(model_version) is not None
 
 
 LS_DEFAULT_FRAMERATE = 24.0  # <Video framerate> when the config does not set it (Label Studio's default)
