@@ -42,7 +42,11 @@ def test_quick_bench_prints_the_table_and_writes_json_and_markdown(tmp_path):
     boxes = document["details"]["throughput"]["boxes_per_image"]
     assert boxes["naive"] == boxes["ours"]
     # The main job against the naive pipeline, and the floor next to it.
-    assert "main job speed-up vs naive (naive s / prelabel s per image)" in by_metric
+    for count in (5, 25):  # --quick: the mainjob and decoder sections at 5 and 25 regions per image
+        assert f"main job speed-up vs naive, {count} regions per image (naive s / prelabel s)" in by_metric
+        assert by_metric[f"mask IoU vs transformers, {count} boxes"]["value"] >= 0.98
+    assert by_metric["peak RSS rise, prelabel, 25 boxes"]["target"][0] == "<="
+    assert by_metric["SAM mask decoder work per region"]["value"] > 0
     assert by_metric["main job time / floor (fp32)"]["target"] == ["<=", 2.0]
     assert by_metric["Grounding DINO work per image"]["value"] > 0 and by_metric["matmul peak, fp32"]["value"] > 0
     assert "cpu_features" in document["environment"]

@@ -8,9 +8,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -24,7 +25,17 @@ from prelabel.bench.hardware import count_flops, cpu_features, matmul_peak
 from prelabel.bench.naive import NaiveReference
 from prelabel.bench.report import Report, Row
 from prelabel.bench.server import ServerHarness
-from prelabel.bench.timing import Case, ModelTimer, interleaved, mask_iou, median, median_ratio, peak_rss_mb, rss_mb
+from prelabel.bench.timing import (
+    Case,
+    ModelTimer,
+    interleaved,
+    mask_iou,
+    median,
+    median_ratio,
+    peak_rss_during,
+    peak_rss_mb,
+    rss_mb,
+)
 from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import box_iou
 from prelabel.core.images import decode_image
@@ -32,7 +43,7 @@ from prelabel.core.labels import LabelPrompt
 from prelabel.models.cache import image_key
 from prelabel.models.protocols import Detector
 from prelabel.models.runtimes import openvino_available
-from prelabel.models.sam import SamSegmenter
+from prelabel.models.sam import ImageEmbedding, SamSegmenter
 from prelabel.pipeline import Labeler, build_labeler
 from prelabel.pipeline.build import forget_loaded_models
 from prelabel.settings import Settings
@@ -77,6 +88,7 @@ class Bench:
     runtime_cache: str = "~/.cache/prelabel"
     sam_runtime: str = "torch"
     flops: dict[str, float] = field(default_factory=dict)  # per image, counted once (floor section)
+    region_counts: tuple[int, ...] = (5, 25, 100)  # regions per image of the mainjob and decoder sections
 
     @property
     def segmenter(self) -> SamSegmenter:
@@ -102,14 +114,15 @@ class Bench:
             return self.segmenter
         return self.load_segmenter(self.segmenter_spec, "fp32", "torch")
 
-    def naive(self) -> NaiveReference:
-        """The naive reference on the loaded models' weights (PyTorch, eager; SAM's own PyTorch encoder)."""
+    def naive(self, max_boxes: int | None = None) -> NaiveReference:
+        """The naive reference on the loaded models' weights (PyTorch, eager; SAM's own PyTorch encoder), keeping
+        ``max_boxes`` boxes per image (the labeler's ``max_detections`` by default)."""
         det, seg = self.labeler.detector, self.segmenter
         if seg.image_processor is None:
             raise PrelabelError("the naive reference drives SAM (not SAM 2): pass a SAM --segmenter")
         cfg = self.labeler.config
         return NaiveReference(det.model, det.processor, seg.model, SamProcessor(seg.image_processor),
-                              cfg.box_threshold, cfg.text_threshold, cfg.max_detections)
+                              cfg.box_threshold, cfg.text_threshold, max_boxes or cfg.max_detections)
 
     def harness(self) -> ServerHarness:
         """The backend app serving the loaded models, started on first use and shared by the sections."""
@@ -201,13 +214,23 @@ def throughput(b: Bench) -> None:
 
 def mainjob(b: Bench) -> None:
     """The main job, batch pre-labeling (boxes + masks, checkpoint records and COCO / Label Studio files written
-    through the batch code path), vs the naive pipeline of the model cards on the same weights and images.
+    through the batch code path), vs the naive pipeline of the model cards on the same weights and images, at each
+    of ``b.region_counts`` regions per image (the detector's ``max_detections``; dense scenes reach 100).
 
     The naive side (:meth:`NaiveReference.prelabel_batched`) is PyTorch fp32 eager with the processors'
     post-processing, one SAM encoder call and one batched decoder call per image. Image ``i`` of both is
     repeat ``i``; the two alternate (interleaved) so the machine's load hits both alike.
     """
-    naive = b.naive()
+    details = {}
+    for count in b.region_counts:
+        details[count] = _mainjob_at(b, count)
+    b.report.details["mainjob"] = details[max(b.region_counts)] | {"by_regions": details}
+
+
+def _mainjob_at(b: Bench, count: int) -> dict:
+    labeler = Labeler(b.labeler.detector, b.labeler.segmenter, replace(b.labeler.config, max_detections=count),
+                      b.labeler.dtype, b.labeler.tracker)
+    naive = b.naive(count)
     names = [label.name for label in b.labels]
     options = BatchOptions(with_masks=True)
     out_dir = Path(tempfile.mkdtemp(prefix="prelabel-bench-batch-"))
@@ -218,7 +241,7 @@ def mainjob(b: Bench) -> None:
     def ours(repeat: int) -> None:
         image = b.images[repeat % len(b.images)]
         item = ImageItem(f"{repeat:05d}-{image.name}", image.name)
-        record = label_item(b.labeler, b.labels, options, item, lambda _item: decode_image(image.data))
+        record = label_item(labeler, b.labels, options, item, lambda _item: decode_image(image.data))
         checkpoint.append(record)
         write_outputs(out_dir, {item.key: record}, b.labels, ("coco", "labelstudio"), config)
         regions["prelabel"].append(len(record.get("regions", [])))
@@ -234,18 +257,16 @@ def mainjob(b: Bench) -> None:
     native = native_half(b.device)
     ratio = median_ratio(times["naive"], times["prelabel"])
     b.report.add(
-        Row("mainjob", "main job speed-up vs naive (naive s / prelabel s per image)", ratio, "x",
+        Row("mainjob", f"main job speed-up vs naive, {count} regions per image (naive s / prelabel s)", ratio, "x",
             (">=", 3.0) if native else None,
-            f"{b.repeats} images, {median(regions['prelabel']):.0f} masks each; dtype {b.dtype}, SAM encoder "
-            f"{b.sam_runtime}" + ("" if native else "; the 3x target is for CPUs with native bf16")),
-        Row("mainjob", "prelabel images per second", 1 / median(times["prelabel"]), "img/s", None,
-            f"{median(times['prelabel']):.2f} s per image, outputs written"),
-        Row("mainjob", "naive images per second", 1 / median(times["naive"]), "img/s", None,
-            f"{median(times['naive']):.2f} s per image"),
-        Row("mainjob", "prelabel images per hour", 3600 / median(times["prelabel"]), "img/h", None,
-            f"{15000 * median(times['prelabel']) / 3600:.1f} h for 15,000 images"),
+            f"{b.repeats} images, {median(regions['prelabel']):.0f} masks each (naive "
+            f"{median(regions['naive']):.0f}); dtype {b.dtype}, SAM encoder {b.sam_runtime}"
+            + ("" if native else "; the 3x target is for CPUs with native bf16")),
+        Row("mainjob", f"prelabel images per hour, {count} regions per image", 3600 / median(times["prelabel"]),
+            "img/h", None, f"{median(times['prelabel']):.2f} s per image, outputs written; naive "
+            f"{median(times['naive']):.2f} s"),
     )
-    b.report.details["mainjob"] = {"seconds": times, "regions": regions}
+    return {"seconds": times, "regions": regions}
 
 
 def _count_model_flops(b: Bench) -> None:
@@ -260,6 +281,10 @@ def _count_model_flops(b: Bench) -> None:
         pixels = reference.preprocess(image)[0].to(b.device, reference.dtype)
         with torch.inference_mode():
             b.flops["sam_image_encoder"] = count_flops(lambda: reference.model.get_image_embeddings(pixels))
+    if "sam_decoder_per_region" not in b.flops:
+        boxes = random_boxes(image, 8)
+        b.segmenter.embed(image)  # cached: only the decoder and its post-processing are counted
+        b.flops["sam_decoder_per_region"] = count_flops(lambda: b.segmenter.segment_boxes(image, boxes)) / 8
 
 
 def floor(b: Bench) -> None:
@@ -270,20 +295,23 @@ def floor(b: Bench) -> None:
     peaks = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
         peaks[name] = matmul_peak(dtype, "cuda" if b.device.startswith("cuda") else "cpu")
-    flops = b.flops["grounding_dino"] + b.flops["sam_image_encoder"]
+    regions = max(b.region_counts)
+    flops = b.flops["grounding_dino"] + b.flops["sam_image_encoder"] + regions * b.flops["sam_decoder_per_region"]
     b.report.environment["cpu_features"] = " ".join(features) or "none found"
     b.report.add(
         Row("floor", "Grounding DINO work per image", b.flops["grounding_dino"] / 1e9, "GFLOP", None,
             f"FlopCounterMode, {b.images[0].name}, the processor's 800-px short side"),
         Row("floor", "SAM image encoder work per image", b.flops["sam_image_encoder"] / 1e9, "GFLOP", None,
             "1024x1024 (padded)"),
+        Row("floor", "SAM mask decoder work per region", b.flops["sam_decoder_per_region"] / 1e9, "GFLOP", None,
+            f"prelabel's box path; the floor counts {regions} regions per image, as the main job's largest row"),
     )
     for name, (gflops, side) in peaks.items():
         b.report.add(Row("floor", f"matmul peak, {name}", gflops, "GFLOP/s", None,
                          f"{side}x{side}, {torch.get_num_threads()} threads; CPU flags: {' '.join(features) or '-'}"))
     for name in ("fp32", "bf16"):
         b.report.add(Row("floor", f"floor per image, {name}", flops / (peaks[name][0] * 1e9), "s", None,
-                         "both models' FLOPs at the matmul peak"))
+                         f"both models' FLOPs at the matmul peak, {regions} regions per image"))
     seconds = b.report.details.get("mainjob", {}).get("seconds", {}).get("prelabel")
     if seconds:
         used = b.dtype if b.dtype in peaks else "fp32"
@@ -323,19 +351,65 @@ def random_boxes(image: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([corners.min(axis=1), corners.max(axis=1) + 4], axis=1).astype(np.float32)
 
 
+DENSE_SIZE = (1200, 1600)  # (H, W): the dense-image decoder row's photo
+
+
+def transformers_boxes(seg: SamSegmenter, embedding: ImageEmbedding, boxes: np.ndarray) -> np.ndarray:
+    """The plain path a user writes: ``SamModel`` on the cached embedding with every box, the best of 3 masks by
+    predicted IoU, the processor's ``post_process_masks`` on all of them at once."""
+    model_boxes = seg._to_model_coords(boxes.reshape(-1, 2, 2), embedding).reshape(1, -1, 4)
+    with torch.inference_mode():
+        out = seg.model(image_embeddings=embedding.embeddings, input_boxes=torch.from_numpy(model_boxes),
+                        multimask_output=True)
+        iou = out.iou_scores[0]
+        rows, best = torch.arange(len(boxes)), iou.argmax(dim=-1)
+        low_res = out.pred_masks[0][rows, best].float()
+    return seg.image_processor.post_process_masks([low_res[None]], [embedding.original_size],
+                                                  [embedding.reshaped_size])[0][0].numpy()
+
+
 def decoder(b: Bench) -> None:
-    """All boxes of an image in one SAM decoder call vs one call per box, on a cached embedding."""
-    image = b.images[0].pixels
-    b.segmenter.embed(image)
-    for count in (1, 5, 20):
+    """SAM's mask decoder on a dense image: N boxes on the cached embedding of a 1600x1200 photo, prelabel's path
+    (the restructured decoder, per-mask post-processing) vs the transformers call + ``post_process_masks``, on the
+    same weights: time, peak memory beyond the bool masks, and the masks' agreement."""
+    seg = b.segmenter
+    if getattr(seg, "box_decoder", None) is None:
+        b.report.add(Row("decoder", "restructured box decoder", 0.0, "-", None,
+                         f"{b.segmenter_spec} keeps its model's own decoder"))
+        return
+    height, width = DENSE_SIZE
+    image = cv2.resize(b.images[0].pixels, (width, height), interpolation=cv2.INTER_LINEAR)
+    embedding = seg.embed(image)
+    for count in b.region_counts:
         boxes = random_boxes(image, count)
-        times = interleaved({
-            "batched": Case(lambda _: b.segmenter.segment_boxes(image, boxes)),
-            "sequential": Case(lambda _: [b.segmenter.segment_boxes(image, box[None]) for box in boxes]),
-        }, max(b.repeats, 3))
-        b.report.add(Row("decoder", f"sequential / batched time, {count} boxes",
-                         median_ratio(times["sequential"], times["batched"]), "x", None,
-                         f"batched {median(times['batched']) * 1000:.0f} ms"))
+        times = interleaved({"transformers": Case(lambda _: transformers_boxes(seg, embedding, boxes)),
+                             "prelabel": Case(lambda _: seg.segment_boxes(image, boxes))}, max(b.repeats, 2))
+        ours, _ = seg.segment_boxes(image, boxes)
+        plain = transformers_boxes(seg, embedding, boxes)
+        ious = [mask_iou(a, c) for a, c in zip(ours, plain)]
+        differing = max(int((a != c).sum()) for a, c in zip(ours, plain))
+        b.report.add(
+            Row("decoder", f"transformers / prelabel time, {count} boxes, {width}x{height}",
+                median_ratio(times["transformers"], times["prelabel"]), "x", (">=", 2.5) if count >= 100 else None,
+                f"prelabel {median(times['prelabel']) / count * 1000:.1f} ms per box, transformers "
+                f"{median(times['transformers']) / count * 1000:.1f}; embedding cached"),
+            Row("decoder", f"mask IoU vs transformers, {count} boxes", min(ious), "min IoU", (">=", 0.98),
+                f"min {min(ious):.6f}; {sum(i == 1.0 for i in ious)} of {count} identical, at most {differing} "
+                f"pixels of a mask differ (logits within float rounding of 0)"),
+        )
+    count = max(b.region_counts)
+    boxes = random_boxes(image, count)
+    result_mb = count * height * width / 1024**2  # the bool masks both paths return
+    gc.collect()
+    ours_mb = peak_rss_during(lambda: seg.segment_boxes(image, boxes))
+    gc.collect()
+    plain_mb = peak_rss_during(lambda: transformers_boxes(seg, embedding, boxes))
+    b.report.add(
+        Row("decoder", f"peak RSS rise, prelabel, {count} boxes", ours_mb, "MiB", ("<=", round(result_mb + 512)),
+            f"sampled every 2 ms; the bool masks themselves: {result_mb:.0f} MiB (target: them + 512 MiB)"),
+        Row("decoder", f"peak RSS rise, transformers, {count} boxes", plain_mb, "MiB", None,
+            f"{plain_mb - result_mb:.0f} MiB beyond the bool masks"),
+    )
 
 
 def memory(b: Bench) -> None:

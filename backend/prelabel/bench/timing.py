@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -99,6 +100,29 @@ class ModelTimer:
 def rss_mb() -> float:
     """Resident memory of this process now, in MiB."""
     return psutil.Process().memory_info().rss / 1024**2
+
+
+def peak_rss_during(run: Callable[[], object], interval_s: float = 0.002) -> float:
+    """How far this process's resident memory rose above its level at the start while ``run`` ran, in MiB
+    (sampled every ``interval_s`` in a thread: a lower bound, within one sample of the true peak)."""
+    process = psutil.Process()
+    start = peak = process.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            done.wait(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak, process.memory_info().rss, start) / 1024**2 - start / 1024**2
 
 
 def peak_rss_mb() -> float:

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     bench.add_argument("--repeats", type=int, default=2, help="interleaved repeats per comparison (median)")
     bench.add_argument("--clicks", type=int, default=5, help="interactive clicks per image in the realistic mix")
     bench.add_argument("--boxes", type=int, default=5, help="boxes segmented per pre-label request")
+    bench.add_argument("--regions", default=None,
+                       help="comma-separated regions per image of the mainjob and decoder sections (default: 5,25,100; "
+                            "5,25 with --quick)")
     bench.add_argument("--requests", type=int, default=None, help="requests for the memory section (default 500)")
     bench.add_argument("--vit-h", action="store_true", help="also time SAM ViT-H in the segmenters section (slow)")
     bench.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
@@ -74,6 +77,10 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     size = "tiny" if args.quick else "full"
+    try:
+        regions = tuple(int(n) for n in (args.regions or ("5,25" if args.quick else "5,25,100")).split(","))
+    except ValueError:
+        raise PrelabelError(f"--regions takes comma-separated counts such as 5,25,100, not {args.regions!r}") from None
     detector, segmenter = args.detector or f"random-{size}", args.segmenter or f"random-{size}"
     families = ("random-tiny-sam2",) if args.quick else FULL_FAMILIES + (("random-full-vit-h",) if args.vit_h else ())
     started = time.perf_counter()
@@ -102,7 +109,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     bench = Bench(labeler, images, parse_labels(LABELS), report, detector, segmenter, device, settings.dtype,
                   settings.cache_mb, args.repeats, args.clicks, args.requests or (40 if args.quick else 500),
                   families, tuple(sections), rss_loaded_mb=rss_mb(), runtime_cache=settings.runtime_cache,
-                  sam_runtime=settings.sam_runtime)
+                  sam_runtime=settings.sam_runtime, region_counts=regions)
     if labeler.random_weights:
         log.warning("random-weight models: timings are real, the regions are not predictions")
     logging.getLogger("prelabel.access").setLevel(logging.WARNING)  # hundreds of in-process requests

@@ -11,10 +11,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import Sam2Model
 
-from prelabel.models.sam import ImageEmbedding, ImageEncoder, SamSegmenter
+from prelabel.models.sam import ImageEmbedding, ImageEncoder, SamSegmenter, logits_to_masks
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -51,5 +50,4 @@ class Sam2Segmenter(SamSegmenter):
 
     def upsample_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
         """Mask logits to the original size (SAM 2 has no padding to crop)."""
-        masks = F.interpolate(low_res[None], embedding.original_size, mode="bilinear", align_corners=False)[0]
-        return (masks > 0).numpy()
+        return logits_to_masks(low_res, embedding.original_size)
