@@ -20,7 +20,7 @@ fi
 "$PY" -c 'import torch; print("device:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")'
 # fp32: the naive reference's own precision, plus the half section (fp16 speed and accuracy vs fp32).
 timeout 300 "$PY" -m prelabel.cli bench --device "$DEVICE" --dtype fp32 --repeats 3 $EXTRA \
-  --sections mainjob,click,half,floor --out "$OUT/fp32"
+  --sections mainjob,click,decoder,half,floor --out "$OUT/fp32"
 # fp16: the fast path (Grounding DINO keeps its deformable attention in fp32).
 timeout 180 "$PY" -m prelabel.cli bench --device "$DEVICE" --dtype fp16 --repeats 3 $EXTRA \
   --sections mainjob,click,floor --out "$OUT/fp16"

@@ -158,7 +158,7 @@ class FastBoxDecoder:
         decoder = self.decoder
         iou = decoder.iou_prediction_head(queries[:, 0])[:, 1:]  # (B, 3): multimask outputs
         best = iou.argmax(dim=-1) + 1  # mask token index
-        rows = torch.arange(len(best))
+        rows = torch.arange(len(best), device=best.device)
         hyper = torch.stack([decoder.output_hypernetworks_mlps[int(i)](queries[row, 1 + int(i)])
                              for row, i in zip(rows.tolist(), best.tolist())])  # (B, C/8)
         height, width = size
