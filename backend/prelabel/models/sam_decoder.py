@@ -146,8 +146,8 @@ class FastBoxDecoder:
         weights = torch.softmax(scores * attention.scaling, dim=-1)
         v = _heads(attention.v_proj(token_value_in), heads)  # (B, heads, 7, d)
         out_weight = attention.out_proj.weight.reshape(-1, heads, d).permute(1, 2, 0)  # (heads, d, C)
-        # out_proj folded into the values; its bias too, as every softmax row sums to 1 over the heads·7 columns
-        # of one head (heads of them in all: the bias is shared out as bias / heads per head)
+        # out_proj folded into the values, and its bias too: each head's 7 weights sum to 1, so adding bias / heads
+        # to every head's values adds the bias once to every image token
         folded_values = (v @ out_weight + attention.out_proj.bias / heads).flatten(1, 2)  # (B, heads·7, C)
         weights = weights.transpose(1, 2).flatten(2)  # (B, hw, heads·7)
         return torch.baddbmm(residual.expand(len(weights), -1, -1), weights, folded_values)
