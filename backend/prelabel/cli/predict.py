@@ -70,7 +70,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 class InputErrors(PrelabelError):
-    """Every problem with a command's inputs, found before any model loads (each one also logged)."""
+    """Every problem with a command's inputs, found before any model loads; the last one is the message (the
+    others are logged), and a usage error's exit code outranks an unavailable model's."""
+
+    def __init__(self, problems: list[PrelabelError]) -> None:
+        super().__init__(f"{problems[-1]} ({len(problems)} problem(s) with the inputs; no model was loaded)")
+        self.exit_code = min(problem.exit_code for problem in problems)
 
 
 def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
@@ -96,6 +101,4 @@ def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
     if problems:
         for problem in problems[:-1]:
             log.error("%s", problem)
-        error = InputErrors(f"{problems[-1]} ({len(problems)} problem(s) with the inputs; no model was loaded)")
-        error.exit_code = min(problem.exit_code for problem in problems)  # a usage error outranks the rest
-        raise error
+        raise InputErrors(problems)
