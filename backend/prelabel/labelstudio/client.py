@@ -196,11 +196,11 @@ class LabelStudioClient:
         self.sdk.predictions.create(task=task, result=prediction["result"], score=prediction.get("score"),
                                     model_version=prediction["model_version"])
 
-    @retry(retry=retry_if_exception(lambda exc: _predictions_not_stored_yet(exc)), stop=stop_after_delay(60),
-           wait=wait_exponential(multiplier=0.5, max=5), reraise=True)
     def delete_prediction(self, prediction: int) -> None:
         self.call("DELETE", f"/api/predictions/{prediction}")
 
+    @retry(retry=retry_if_exception(lambda exc: _predictions_not_stored_yet(exc)), stop=stop_after_delay(60),
+           wait=wait_exponential(multiplier=0.5, max=5), reraise=True)
     def set_project_model_version(self, project: int, version: str) -> None:
         """Point the project at ``version`` so the Data Manager's prediction score column and sort use it.
 
