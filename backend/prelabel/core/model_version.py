@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from prelabel.core.labels import LabelPrompt
+
+_DIGEST_LENGTH = 10
+PATTERN = re.compile(rf"prelabel(-random)?-[0-9a-f]{{{_DIGEST_LENGTH}}}")
+"""Every ``model_version`` :func:`model_version` returns."""
 
 
 def model_version(
@@ -26,5 +31,5 @@ def model_version(
     payload = {"models": dict(models), "labels": [asdict(label) for label in labels], "config": dict(thresholds)}
     if learned:
         payload["learned"] = dict(learned)
-    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:_DIGEST_LENGTH]
     return f"{'prelabel-random' if random_weights else 'prelabel'}-{digest}"

@@ -12,6 +12,7 @@ import numpy as np
 from prelabel.core.errors import PrelabelError
 from prelabel.core.features import feature_dict
 from prelabel.core.geometry import mask_to_box, mask_to_polygons, polygon_to_mask
+from prelabel.core.model_version import PATTERN as MODEL_VERSION
 from prelabel.core.regions import Regions
 from prelabel.core.shapes import Shape
 from prelabel.core.uncertainty import EXPLORE_WEIGHT, candidate_mask, region_confidence, task_score
@@ -171,7 +172,7 @@ def prediction(regions: Regions, config: LabelConfig, model_version: str, review
 
 
 FAILED = " failed: "  # joins our model_version and the kind of failure in a failed task's model_version
-_FAILED_VERSION = re.compile(r"prelabel(-random)?-[0-9a-f]{10} failed: .+")
+_FAILED_VERSION = re.compile(rf"{MODEL_VERSION.pattern}{FAILED}.+")
 
 
 def failed_prediction(model_version: str, kind: str, reason: str) -> dict[str, Any]:
