@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
-from prelabel.labelstudio.local import LocalLabelStudio
+from prelabel.labelstudio.local import LABEL_STUDIO_LOCK, LABEL_STUDIO_VERSION, LocalLabelStudio
 
 pytestmark = pytest.mark.e2e
 
@@ -21,6 +21,14 @@ LABEL_CONFIG = """<View>
   <PolygonLabels name="poly" toName="image"><Label value="cat"/><Label value="dog"/></PolygonLabels>
   <BrushLabels name="brush" toName="image"><Label value="cat"/><Label value="dog"/></BrushLabels>
 </View>"""
+
+
+def test_lock_pins_every_package_of_the_label_studio_it_installs(label_studio: LocalLabelStudio) -> None:
+    """The lock names the launched version and pins each package exactly (open-ended pins let sentry-sdk 3 in)."""
+    pins = [line for line in LABEL_STUDIO_LOCK.read_text().splitlines() if line and not line.startswith("#")]
+    assert f"label-studio=={LABEL_STUDIO_VERSION}" in pins
+    assert all("==" in pin for pin in pins), [pin for pin in pins if "==" not in pin]
+    assert requests.get(f"{label_studio.url}/api/version", timeout=10).json()["release"] == LABEL_STUDIO_VERSION
 
 
 def _png(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:

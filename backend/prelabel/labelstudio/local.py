@@ -25,6 +25,8 @@ DEFAULT_PASSWORD = "admin12345"
 DEFAULT_TOKEN = "prelabel-local-token-0123456789abcdef"
 # LS's get_env(X) falls back to plain X; PYTHONPATH/PYTHONHOME would leak the caller's packages into LS's venv.
 _LEAKY_ENV = ("USERNAME", "PASSWORD", "PORT", "PYTHONPATH", "PYTHONHOME")
+LABEL_STUDIO_VERSION = "1.23.2"
+LABEL_STUDIO_LOCK = Path(__file__).resolve().parents[1] / "assets" / "label-studio.lock"
 from prelabel.labelstudio.client import LabelStudioClient, LabelStudioError
 
 
@@ -45,15 +47,21 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("localhost", port)) == 0
 
 
-def ensure_label_studio(venv_dir: Path, version: str = "1.23.2") -> Path:
-    """The ``label-studio`` executable in ``venv_dir``, creating the venv and installing it if missing."""
+def ensure_label_studio(venv_dir: Path) -> Path:
+    """The ``label-studio`` executable in ``venv_dir``, creating the venv and installing it if missing.
+
+    Every package is pinned by ``assets/label-studio.lock``: Label Studio's own requirements are open-ended,
+    and a new major release of one of them (sentry-sdk 3.0) breaks its start.
+    """
     venv_dir = Path(venv_dir)
     executable = venv_dir / "bin" / "label-studio"
     if executable.exists():
         return executable
+    version = LABEL_STUDIO_VERSION
     steps = [
         [sys.executable, "-m", "venv", str(venv_dir)],
-        [str(venv_dir / "bin" / "python"), "-m", "pip", "install", f"label-studio=={version}"],
+        [str(venv_dir / "bin" / "python"), "-m", "pip", "install", "-c", str(LABEL_STUDIO_LOCK),
+         f"label-studio=={version}"],
     ]
     for cmd in steps:
         print(f"[prelabel.labelstudio.local] $ {' '.join(cmd)}", file=sys.stderr, flush=True)
