@@ -2,18 +2,27 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP_INSTALL := $(PY) -m pip install --progress-bar off -c requirements/cpu.txt
+PIP_INSTALL := $(PY) -m pip install --progress-bar off -c requirements/cpu.txt -c requirements/lock.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install postgres test test-fast demo predict-demo clean
+.PHONY: install lock postgres test test-fast demo predict-demo clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/cpu.txt
+$(STAMP): pyproject.toml requirements/cpu.txt requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar off --upgrade pip
 	$(PIP_INSTALL) -e ".[dev]"
 	touch $@
+
+## re-pin requirements/lock.txt to the newest releases pyproject.toml allows (then run `make test` before committing it)
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --progress-bar off -c requirements/cpu.txt -e ".[dev]"
+	{ sed -n '/^#/p' requirements/lock.txt; .venv-lock/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/lock.txt.new
+	mv requirements/lock.txt.new requirements/lock.txt
+	rm -rf .venv-lock
 
 ## PostgreSQL's binaries for the feedback store's tests (Debian's package; installed when run as root,
 ## else those tests are skipped and say why)
