@@ -34,6 +34,10 @@ class Settings:
     # The segmenter's image encoder: auto, torch, int8 (CPU), onnx (CPU, ONNX Runtime), openvino (CPU).
     sam_runtime: str = "auto"
     runtime_cache: str = "~/.cache/prelabel"  # converted encoders (ONNX, OpenVINO IR), keyed by weights and versions
+    # The detector's runtime: auto, torch, openvino (CPU; Grounding DINO, one converted model per image shape).
+    detector_runtime: str = "auto"
+    detector_convert_after: int = 10  # openvino: convert an image shape once it has been seen this many times
+    detector_convert_memory_gb: float = 10.0  # openvino: a conversion process past this much memory is stopped
     labels: str = ""  # "label=prompt|prompt,label2": prompts per label; used when a tool gives none
     box_threshold: float = 0.35
     text_threshold: float = 0.25

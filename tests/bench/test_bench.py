@@ -17,7 +17,8 @@ from prelabel.cli import main
 
 def test_quick_bench_prints_the_table_and_writes_json_and_markdown(tmp_path):
     out = tmp_path / "bench"
-    sections = "mainjob,throughput,click,decoder,memory,runtimes,half,segmenters,profile,floor,detectors,video"
+    sections = ("mainjob,throughput,click,decoder,memory,runtimes,detector_runtimes,half,segmenters,profile,floor,"
+                "detectors,video")
     command = [sys.executable, "-m", "prelabel.cli", "bench", "--quick", "--requests", "10", "--repeats", "1",
                "--sections", sections, "--out", str(out)]
     env = {**os.environ, "PRELABEL_RUNTIME_CACHE": str(tmp_path / "converted")}

@@ -10,7 +10,8 @@ LABELS = parse_labels("cat,dog=puppy|dog")
 BASE = Settings(detector="random-tiny", segmenter="random-tiny", device="cpu")
 
 
-@pytest.mark.parametrize("changes", [{}, {"sam_runtime": "int8"}, {"box_threshold": 0.2}, {"segmenter": ""}])
+@pytest.mark.parametrize("changes", [{}, {"sam_runtime": "int8"}, {"box_threshold": 0.2}, {"segmenter": ""},
+                                     {"detector_runtime": "openvino"}])
 def test_planned_model_version_is_the_loaded_one(changes):
     settings = Settings(**{**BASE.__dict__, **changes})
     assert planned_model_version(settings, LABELS) == build_labeler(settings).model_version(LABELS)
@@ -20,6 +21,7 @@ def test_runtime_and_dtype_change_the_model_version_and_display_settings_do_not(
     base = planned_model_version(BASE, LABELS)
     assert planned_model_version(Settings(**{**BASE.__dict__, "sam_runtime": "onnx"}), LABELS) != base
     assert planned_model_version(Settings(**{**BASE.__dict__, "dtype": "bf16"}), LABELS) != base
+    assert planned_model_version(Settings(**{**BASE.__dict__, "detector_runtime": "openvino"}), LABELS) != base
     assert planned_model_version(Settings(**{**BASE.__dict__, "review_threshold": 0.99}), LABELS) == base
     assert planned_model_version(BASE, LABELS).startswith("prelabel-random-")
 

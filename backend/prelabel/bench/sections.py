@@ -41,6 +41,8 @@ from prelabel.core.geometry import box_iou
 from prelabel.core.images import decode_image
 from prelabel.core.labels import LabelPrompt
 from prelabel.models.cache import image_key
+from prelabel.models.detector_openvino import OpenVinoDetectorRuntime, shape_of
+from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.protocols import Detector
 from prelabel.models.runtimes import openvino_available
 from prelabel.models.sam import ImageEmbedding, SamSegmenter
@@ -412,6 +414,72 @@ def decoder(b: Bench) -> None:
     )
 
 
+DETECTOR_SIZES = ((800, 1202), (800, 800))  # (height, width): the processor's shapes for 2:3 and square photos
+
+
+@torch.inference_mode()
+def detector_runtimes(b: Bench) -> None:
+    """Grounding DINO through OpenVINO (f32, and the bf16 hint) vs transformers fp32 eager on the same weights, at
+    two image shapes: warm time per image, every query's box matched order-free (random weights saturate the
+    scores, so query order and top-k mean nothing), the conversion's seconds and peak memory (a child process),
+    and the peak resident memory a forward adds."""
+    base = b.labeler.detector
+    if not isinstance(base, GroundingDinoDetector) or b.device != "cpu" or not openvino_available():
+        b.report.add(Row("detector_runtimes", "OpenVINO Grounding DINO", 0.0, "-", None,
+                         "needs a Grounding DINO detector, the CPU and openvino installed"))
+        return
+    original, chunk = base.accelerator, base.chunk_prompts(b.labels)[0]
+    pad = base.processor.tokenizer.pad_token_id
+    try:
+        for height, width in DETECTOR_SIZES:
+            image = cv2.resize(b.images[0].pixels, (width, height), interpolation=cv2.INTER_LINEAR)
+            runtimes = {precision: OpenVinoDetectorRuntime(base.model, pad, b.runtime_cache, precision)
+                        for precision in ("fp32", "bf16")}
+            inputs = base.processor(images=image, text=chunk.text, return_tensors="pt")
+            shape = shape_of(dict(inputs), runtimes["fp32"].max_text_length)
+            if not all(runtime.prepare(shape) for runtime in runtimes.values()):
+                b.report.add(Row("detector_runtimes", f"OpenVINO at {width}x{height}", 0.0, "-", None,
+                                 "the conversion failed (see the log); PyTorch runs this shape"))
+                continue
+            cases = {"torch": None, **{f"openvino {p}": r for p, r in runtimes.items()}}
+            outputs: dict[str, tuple[np.ndarray, np.ndarray, list[int]]] = {}
+
+            def run(name: str) -> None:
+                base.accelerator = cases[name]
+                outputs[name] = base._run_chunk(image, chunk)
+
+            times = interleaved({name: Case(lambda _, name=name: run(name)) for name in cases}, max(b.repeats, 2))
+            conversion = runtimes["fp32"].conversions[0] if runtimes["fp32"].conversions else None
+            made = (f"converted in {conversion['seconds']:.0f} s, child peak {conversion['peak_bytes'] / 1024**3:.1f} "
+                    f"GiB" if conversion else "converted model from the disk cache")
+            reference = outputs["torch"][0]
+            for name in ("openvino fp32", "openvino bf16"):
+                best = np.nan_to_num(box_iou(reference.astype(float), outputs[name][0].astype(float))).max(axis=1)
+                b.report.add(
+                    Row("detector_runtimes", f"transformers fp32 / {name} time, {width}x{height}",
+                        median_ratio(times["torch"], times[name]), "x",
+                        (">=", 3.0) if name.endswith("fp32") and (height, width) == DETECTOR_SIZES[0] else None,
+                        f"{median(times[name]):.2f} s vs {median(times['torch']):.2f} s per image (warm); {made}"),
+                    Row("detector_runtimes", f"matched box IoU, {name} vs fp32, {width}x{height}", float(best.mean()),
+                        "mean IoU", (">=", 0.99), f"{(best >= 0.9).mean():.1%} of {len(best)} query boxes at "
+                        f"IoU >= 0.9 (bar 97%); min {best.min():.3f}"))
+            gc.collect()
+            base.accelerator = None
+            torch_mb = peak_rss_during(lambda: base._run_chunk(image, chunk))
+            base.accelerator = runtimes["fp32"]
+            gc.collect()
+            openvino_mb = peak_rss_during(lambda: base._run_chunk(image, chunk))
+            b.report.add(Row("detector_runtimes", f"peak RSS rise of a forward, torch / openvino fp32, {width}x{height}",
+                             openvino_mb, "MiB", None, f"PyTorch {torch_mb:.0f} MiB, OpenVINO {openvino_mb:.0f} MiB "
+                             f"(+ each compiled model's weights, resident while cached)"))
+            base.accelerator = None
+            for held in (runtimes, cases, outputs):
+                held.clear()  # the compiled models (~1 GiB each) go before the next shape's
+            gc.collect()
+    finally:
+        base.accelerator = original
+
+
 def memory(b: Bench) -> None:
     """Resident memory: models loaded, peak, and after many cheap interactive requests (cache-bounded)."""
     harness = b.harness()
@@ -733,5 +801,5 @@ def video(b: Bench) -> None:
 SECTIONS: dict[str, Callable[[Bench], None]] = {
     "mainjob": mainjob, "throughput": throughput, "click": click, "decoder": decoder, "memory": memory,
     "runtimes": runtimes, "half": half, "segmenters": segmenters, "profile": profile, "floor": floor,
-    "detectors": detectors, "video": video,
+    "detectors": detectors, "video": video, "detector_runtimes": detector_runtimes,
 }

@@ -38,6 +38,9 @@ def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
                         choices=["auto", "torch", "int8", "onnx", "openvino"],
                         help="runtime of the segmenter's image encoder (int8, onnx, openvino: CPU; auto: the "
                              "fastest that met the accuracy bar here)")
+    parser.add_argument("--detector-runtime", default=settings.detector_runtime, choices=["auto", "torch", "openvino"],
+                        help="runtime of Grounding DINO (openvino: CPU, each image shape converted once it recurs, "
+                             "PyTorch until then; auto: the fastest that met the accuracy bar here)")
     parser.add_argument("--box-threshold", type=float, default=settings.box_threshold,
                         help="detector score a box needs (per label: NAME@THRESHOLD in --labels)")
     parser.add_argument("--text-threshold", type=float, default=settings.text_threshold,
@@ -53,5 +56,6 @@ def labels_arg(parser: argparse.ArgumentParser, settings: Settings) -> None:
 def model_overrides(args: argparse.Namespace, with_masks: bool = True) -> dict[str, object]:
     """The model options as :func:`prelabel.pipeline.build_labeler` overrides."""
     return {"detector": args.detector, "segmenter": args.segmenter if with_masks else "", "device": args.device,
-            "dtype": args.dtype, "sam_runtime": args.sam_runtime, "box_threshold": args.box_threshold,
+            "dtype": args.dtype, "sam_runtime": args.sam_runtime, "detector_runtime": args.detector_runtime,
+            "box_threshold": args.box_threshold,
             "text_threshold": args.text_threshold}

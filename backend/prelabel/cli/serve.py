@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # and its models load in a thread that imports nothing more (an import would stall the request threads).
     check_bindable(args.host, args.port)  # a busy port fails at once, before the seconds below
     settings = resolved(settings)
-    preload_modules(settings.sam_runtime)
+    preload_modules(settings.sam_runtime, settings.detector_runtime)
     log.info("settings: %s", settings.redacted())
     log.info("%s", connect_hint(args.host, args.port))
     serve(create_app, settings, args.host, args.port, args.workers, args.threads)

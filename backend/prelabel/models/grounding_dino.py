@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -86,6 +86,9 @@ class GroundingDinoDetector:
         self._backbone_memo: tuple[torch.Tensor, object] | None = None
         self._backbone.forward = self._counted_backbone  # an instance attribute: state dict keys unchanged
         self.fp32_islands = keep_fp32_islands(self.model) if dtype != torch.float32 else 0
+        # Runs the whole forward in another runtime where it can (OpenVINO: models/detector_openvino.py);
+        # returns None where it cannot yet, and PyTorch runs.
+        self.accelerator: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor] | None] | None = None
 
     def _counted_backbone(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> object:
         """The image backbone, reusing its output for the same pixel tensor inside :meth:`_image_once`."""
@@ -185,8 +188,12 @@ class GroundingDinoDetector:
         else:
             text = self.processor.tokenizer(chunk.text, return_tensors="pt")
             inputs = {**{k: v.to(self.device) for k, v in text.items()}, **pixels}
-        outputs = self.model(**inputs)
-        probs = outputs.logits[0].float().sigmoid().cpu().numpy()  # (queries, max_text_len)
+        graph = self.accelerator(inputs) if self.accelerator is not None else None
+        if graph is None:
+            outputs = self.model(**inputs)
+            graph = (outputs.logits, outputs.pred_boxes)
+        logits, pred_boxes = graph
+        probs = logits[0].float().sigmoid().cpu().numpy()  # (queries, max_text_len)
         offsets = self.processor.tokenizer(chunk.text, return_offsets_mapping=True)["offset_mapping"]
         label_ids = sorted(chunk.label_spans)
         columns = []
@@ -197,7 +204,7 @@ class GroundingDinoDetector:
                 if end > start and any(start >= s and end <= e for s, e in chunk.label_spans[label_id])
             ]
             columns.append(probs[:, tokens].max(axis=1))
-        cx, cy, w, h = outputs.pred_boxes[0].float().cpu().numpy().T
+        cx, cy, w, h = pred_boxes[0].float().cpu().numpy().T
         boxes = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
         return boxes, np.stack(columns, axis=1), label_ids
 

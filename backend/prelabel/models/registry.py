@@ -24,6 +24,12 @@ from transformers import (
 )
 
 from prelabel.core.errors import ModelLoadError
+from prelabel.models.detector_openvino import (
+    DEFAULT_CONVERT_AFTER,
+    DEFAULT_CONVERT_MEMORY_GB,
+    DETECTOR_RUNTIMES,
+    OpenVinoDetectorRuntime,
+)
 from prelabel.models.devices import pick_device
 from prelabel.models.families import (
     MODEL_TYPES,
@@ -61,7 +67,7 @@ from prelabel.models.specs import (
     check_spec,
     is_random,
     random_specs,
-    segmenter_model_id,
+    runtime_model_id,
 )
 
 log = logging.getLogger(__name__)
@@ -69,16 +75,17 @@ log = logging.getLogger(__name__)
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def preload_modules(sam_runtime: str) -> None:
-    """Import now whatever loading any model may import later: every family's module and the SAM runtime's
-    package. A server calls this before it answers requests, because an import holds the GIL (a C
+def preload_modules(sam_runtime: str, detector_runtime: str = "torch") -> None:
+    """Import now whatever loading any model may import later: every family's module and the runtimes'
+    packages. A server calls this before it answers requests, because an import holds the GIL (a C
     extension's for 100-200 ms) and would stall /health and /setup while its models load in a thread."""
     for module in ("prelabel.models.open_vocab", "prelabel.models.omdet_turbo", "prelabel.models.sam3",
                    "transformers.models.sam3.modeling_sam3"):
         importlib.import_module(module)
-    package = {"onnx": "onnxruntime", "openvino": "openvino"}.get(sam_runtime)
-    if package and importlib.util.find_spec(package):
-        importlib.import_module(package)
+    packages = {"onnx": "onnxruntime", "openvino": "openvino"}
+    for package in {packages.get(sam_runtime), packages.get(detector_runtime)} - {None}:
+        if importlib.util.find_spec(package):
+            importlib.import_module(package)
 
 
 def pick_dtype(name: str) -> torch.dtype:
@@ -98,14 +105,36 @@ def _load_error(kind: str, spec: str, exc: Exception) -> ModelLoadError:
 
 
 @lru_cache(maxsize=4)
-def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str = "fp32") -> Detector:
+def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str = "fp32", runtime: str = "torch",
+                  runtime_cache: str = DEFAULT_RUNTIME_CACHE, convert_after: int = DEFAULT_CONVERT_AFTER,
+                  convert_memory_gb: float = DEFAULT_CONVERT_MEMORY_GB) -> Detector:
     """A detector from a hub id, a local folder, or a ``random-*`` spec.
 
     The family (Grounding DINO, MM Grounding DINO / LLMDet, OWLv2, SAM 3) is the random spec's, else the
     ``model_type`` of the folder's or hub model's ``config.json``. Loaded once per process and spec.
+    ``runtime`` ``openvino`` (CPU, Grounding DINO and MM Grounding DINO) runs each image shape through OpenVINO
+    once it is converted (:mod:`prelabel.models.detector_openvino`, ``dtype`` fp32 or bf16 is its precision).
     """
     torch.set_flush_denormal(True)
     device, torch_dtype = pick_device(device), pick_dtype(dtype)
+    if runtime not in DETECTOR_RUNTIMES:
+        raise ModelLoadError(f"unknown detector runtime {runtime!r}; use one of {', '.join(DETECTOR_RUNTIMES)}")
+    if runtime == "openvino" and (device != "cpu" or torch_dtype == torch.float16):
+        raise ModelLoadError(f"the openvino detector runtime runs fp32 or bf16 on the CPU, not {dtype} on {device}: "
+                             f"pass --detector-runtime torch, or --device cpu --dtype fp32")
+    detector = _detector(spec, device, torch_dtype)
+    if runtime == "openvino":
+        if not isinstance(detector, GroundingDinoDetector):
+            raise ModelLoadError(f"the openvino detector runtime runs Grounding DINO and MM Grounding DINO, not "
+                                 f"{spec!r}: pass --detector-runtime torch")
+        detector.accelerator = OpenVinoDetectorRuntime(
+            detector.model, detector.processor.tokenizer.pad_token_id, runtime_cache,
+            "bf16" if torch_dtype == torch.bfloat16 else "fp32", convert_after, convert_memory_gb)
+        detector.model_id = runtime_model_id(spec, runtime)
+    return detector
+
+
+def _detector(spec: str, device: str, torch_dtype: torch.dtype) -> Detector:
     family = family_of_random(spec)
     if family is not None:
         return load_family_detector(spec, family, True, device, torch_dtype)
@@ -185,7 +214,7 @@ def load_segmenter(
     elif runtime == "openvino":
         encoder = OpenVinoImageEncoder(model, _input_side(model), runtime_cache, "bf16" if encoder_precision == "bf16"
                                        else "fp32")
-    model_id = segmenter_model_id(spec, runtime)
+    model_id = runtime_model_id(spec, runtime)
     kwargs = {"random_weights": is_random(spec), "device": device, "dtype": torch_dtype,
               "cache_bytes": cache_mb * 1024**2, "encoder": encoder}
     if isinstance(model, Sam2Model):

@@ -80,8 +80,15 @@ def _version(package: str) -> str:
 
 def cache_key(model: nn.Module, runtime: str, precision: str, image_size: int, packages: tuple[str, ...]) -> str:
     """The folder name of one converted encoder: weights, runtime, precision, input size, library versions."""
-    key = {"weights": weights_digest(model), "runtime": runtime, "precision": precision, "size": image_size,
-           "class": type(model).__name__, "format": _FORMAT,
+    return conversion_key(weights_digest(model), type(model).__name__, runtime, precision, image_size, packages)
+
+
+def conversion_key(digest: str, model_class: str, runtime: str, precision: str, shape: object,
+                   packages: tuple[str, ...]) -> str:
+    """The folder name of one converted model: its weights' digest and class, the runtime, the precision, the
+    input shape it is tied to, and the versions of torch, transformers and ``packages``."""
+    key = {"weights": digest, "runtime": runtime, "precision": precision, "size": shape,
+           "class": model_class, "format": _FORMAT,
            "versions": {p: _version(p) for p in ("torch", "transformers", *packages)}}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -115,7 +122,7 @@ def cached_conversion(cache_dir: str | Path, runtime: str, key: str, filename: s
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    log.info("converted the image encoder for %s in %.1f s (cached in %s)", runtime, seconds, entry)
+    log.info("converted a model for %s in %.1f s (cached in %s)", runtime, seconds, entry)
     return entry / filename, seconds
 
 

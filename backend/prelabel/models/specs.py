@@ -52,8 +52,8 @@ def random_specs(kind: str) -> tuple[str, ...]:
     return tuple(spec for spec, (spec_kind, _) in RANDOM_SPECS.items() if spec_kind in (kind, "both"))
 
 
-def segmenter_model_id(spec: str, runtime: str = "torch") -> str:
-    """The id a segmenter reports: its spec, plus the image encoder's runtime when it is not PyTorch."""
+def runtime_model_id(spec: str, runtime: str = "torch") -> str:
+    """The id a model reports: its spec, plus its runtime when it is not PyTorch (``spec+openvino``)."""
     return spec if runtime == "torch" else f"{spec}+{runtime}"
 
 

@@ -11,7 +11,7 @@ from prelabel.core.labels import LabelPrompt
 from prelabel.core.model_version import model_version
 from prelabel.core.uncertainty import Calibration
 from prelabel.models.auto import AUTO, AutoChoice, choose
-from prelabel.models.specs import is_random, segmenter_model_id, segments_itself
+from prelabel.models.specs import is_random, runtime_model_id, segments_itself
 from prelabel.pipeline.exploration import Exploration
 from prelabel.pipeline.labeler import Labeler, LabelerConfig, config_dict
 from prelabel.settings import Settings
@@ -49,7 +49,8 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
     from prelabel.models.registry import load_detector, load_segmenter, load_tracker
 
     s = resolved(with_overrides(settings or Settings.load(), **overrides))
-    detector = load_detector(s.detector, s.device, s.dtype) if s.detector else None
+    detector = (load_detector(s.detector, s.device, s.dtype, s.detector_runtime, s.runtime_cache,
+                              s.detector_convert_after, s.detector_convert_memory_gb) if s.detector else None)
     segmenter = (load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime, s.runtime_cache)
                  if s.segmenter else None)
     tracker = load_tracker(s.video_tracker, s.device, s.dtype) if s.video_tracker else None
@@ -63,12 +64,14 @@ def resolved(settings: Settings) -> Settings:
     if settings.segmenter and segments_itself(settings.detector):
         log.info("%s segments itself: the segmenter %s is not loaded", settings.detector, settings.segmenter)
         settings = replace(settings, segmenter="")
-    if AUTO in (settings.dtype, settings.sam_runtime):
+    if AUTO in (settings.dtype, settings.sam_runtime, settings.detector_runtime):
         from prelabel.models.devices import pick_device  # torch, only when there is an ``auto`` to resolve
 
-        choice = choose(pick_device(settings.device), settings.segmenter, settings.dtype, settings.sam_runtime)
+        choice = choose(pick_device(settings.device), settings.segmenter, settings.dtype, settings.sam_runtime,
+                        detector=settings.detector, detector_runtime=settings.detector_runtime)
         _log_choice(choice)
-        settings = replace(settings, dtype=choice.dtype, sam_runtime=choice.sam_runtime)
+        settings = replace(settings, dtype=choice.dtype, sam_runtime=choice.sam_runtime,
+                           detector_runtime=choice.detector_runtime)
     return settings
 
 
@@ -94,8 +97,8 @@ def forget_loaded_models() -> None:
 def planned_models(settings: Settings) -> dict[str, str | None]:
     """What :attr:`Labeler.models` will be for these settings, without loading anything."""
     settings = resolved(settings)
-    models = {"detector": settings.detector or None,
-              "segmenter": segmenter_model_id(settings.segmenter, settings.sam_runtime) if settings.segmenter else None,
+    models = {"detector": runtime_model_id(settings.detector, settings.detector_runtime) if settings.detector else None,
+              "segmenter": runtime_model_id(settings.segmenter, settings.sam_runtime) if settings.segmenter else None,
               "dtype": settings.dtype}
     if settings.video_tracker:
         models["tracker"] = settings.video_tracker
