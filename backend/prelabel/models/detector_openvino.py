@@ -196,7 +196,7 @@ def _trace(model: nn.Module, arrays: list[np.ndarray], out: Path) -> None:
     ov.save_model(converted, str(out), compress_to_fp16=False)
 
 
-class ConversionFailed(RuntimeError):
+class ConversionFailed(RuntimeUnavailable):
     """A conversion child that failed, ran past its memory limit or its time."""
 
 
@@ -377,7 +377,7 @@ class OpenVinoDetectorRuntime:
             })
             os.utime(path.parent)  # most recently used: the last to be evicted from the disk cache
             log.info("OpenVINO detector: compiled %d×%d (text %d) in %.1f s", *shape, time.perf_counter() - started)
-        except (ConversionFailed, RuntimeUnavailable, RuntimeError, OSError) as exc:
+        except (RuntimeUnavailable, RuntimeError, OSError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             with self._lock:
                 self._failed[shape] = reason
