@@ -14,7 +14,8 @@ the bar, is never chosen by ``auto``; it stays an opt-in (``--dtype bf16``, ``--
 
 ``--detector-runtime auto``: OpenVINO f32 for Grounding DINO / MM Grounding DINO on a CPU where it is installed
 (each image shape converted once it recurs, PyTorch until then: :mod:`prelabel.models.detector_openvino`;
-2.6x PyTorch fp32 per image at 800x1202, every query box matched at mean IoU 0.99), else PyTorch.
+3.4-3.7x PyTorch fp32 per image at 800x1202, 2.6-2.9x at 800x800, all 900 query boxes matched at mean IoU
+0.998 / 0.990), else PyTorch. Its bf16 hint (4.3-5.5x) misses the box bar at 800x800 (0.984): opt-in.
 
 bf16 is not an ``auto`` choice anywhere yet: on CPUs with native bf16 (AMX, avx512_bf16) the SAM encoder
 is 2-5x faster in bf16, but its masks miss the 0.98 IoU bar on random weights (logits near 0), and Grounding
@@ -113,6 +114,7 @@ def choose(device: str, segmenter: str, dtype: str = AUTO, sam_runtime: str = AU
         elif dtype != "fp32":
             detector_runtime, why = "torch", f"OpenVINO's detector is measured in fp32, not {dtype}"
         else:
-            detector_runtime, why = "openvino", "OpenVINO f32 is 3x faster per converted image shape, boxes agree"
+            detector_runtime, why = "openvino", ("OpenVINO f32: 2.6-3.7x PyTorch per image once its shape is converted, "
+                                                 "boxes agree")
         notes.append(f"detector {detector_runtime} ({why})")
     return AutoChoice(dtype, sam_runtime, "; ".join(notes), detector_runtime)
