@@ -1,5 +1,6 @@
 import pytest
 
+from prelabel.core.errors import PrelabelError
 from prelabel.settings import Settings
 
 
@@ -14,11 +15,11 @@ def test_env_overrides_config_file_overrides_defaults(tmp_path):
 
 
 def test_bad_settings_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="must be a float"):
+    with pytest.raises(PrelabelError, match="must be a float"):
         Settings.load(env={"PRELABEL_BOX_THRESHOLD": "high"})
     bad = tmp_path / "bad.toml"
     bad.write_text('detectr = "x"\n')
-    with pytest.raises(ValueError, match="unknown settings: detectr"):
+    with pytest.raises(PrelabelError, match="unknown settings: detectr"):
         Settings.load(bad, env={})
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(PrelabelError, match="does not exist"):
         Settings.load(tmp_path / "missing.yaml", env={})

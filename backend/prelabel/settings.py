@@ -17,6 +17,19 @@ from prelabel.models.specs import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 # Settings read from plain (non-PRELABEL_) variables, as Label Studio's own tools name them.
 _PLAIN_ENV = {"label_studio_url": "LABEL_STUDIO_URL", "label_studio_api_key": "LABEL_STUDIO_API_KEY"}
 _SECRETS = ("label_studio_api_key", "basic_auth_pass", "api_token", "webhook_secret")
+_INF = float("inf")
+# Every numeric setting's allowed range (inclusive): a value outside it is refused when the settings are made.
+_RANGES: dict[str, tuple[float, float]] = {
+    "detector_convert_after": (1, _INF), "detector_convert_memory_gb": (0.1, _INF),
+    "box_threshold": (0, 1), "text_threshold": (0, 1), "nms_iou": (0, 1), "max_detections": (1, _INF),
+    "review_threshold": (0, 1), "cache_mb": (0, _INF), "max_pixels": (1, _INF), "predict_deadline_s": (0, _INF),
+    "fetch_timeout_s": (0.1, _INF), "fit_every": (0, _INF), "fit_beta": (0.01, 100), "fit_min_samples": (1, _INF),
+    "explore_share": (0, 1), "explore_max": (0, _INF), "explore_floor": (0, 1), "accept_precision": (0, 0.9999),
+    "max_image_bytes": (1, _INF), "max_redirects": (0, 100), "max_in_flight": (1, _INF), "max_queue": (0, _INF),
+    "queue_timeout_s": (0.1, _INF), "video_every": (1, _INF), "video_max_missed": (0, _INF),
+    "video_match_iou": (0, 1), "video_tolerance": (0, 100), "video_propagate_frames": (1, _INF),
+    "video_fps": (0.1, 1000), "max_video_bytes": (1, _INF), "max_video_frames": (1, _INF),
+}
 
 
 class SettingsError(PrelabelError):
@@ -82,6 +95,13 @@ class Settings:
     video_fps: float = 25.0  # frame rate of frame folders (videos carry their own)
     max_video_bytes: int = 2 * 1024**3
     max_video_frames: int = 200_000
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:  # NaN fails too
+                bounds = f"at least {low:g}" if high == _INF else f"in [{low:g}, {high:g}]"
+                raise SettingsError(f"setting {name} (PRELABEL_{name.upper()}) must be {bounds}, got {value!r}")
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

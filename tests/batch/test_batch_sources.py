@@ -6,6 +6,7 @@ import pytest
 
 from batch_data import write_shape_images
 from prelabel.batch.sources import ImageItem, resolve_source
+from prelabel.core.errors import PrelabelError
 
 
 @pytest.fixture()
@@ -39,11 +40,11 @@ def test_jsonl_and_csv_manifests_resolve_relative_paths_and_keep_urls(folder):
 
 
 def test_bad_sources_give_clear_errors(folder):
-    with pytest.raises(ValueError, match="missing does not exist; pass a folder, a .jsonl/.csv manifest"):
+    with pytest.raises(PrelabelError, match="missing does not exist; pass a folder, a .jsonl/.csv manifest"):
         resolve_source(str(folder / "missing"))
     (folder / "bad.jsonl").write_text('"a.png"\n{oops\n')
-    with pytest.raises(ValueError, match="bad.jsonl line 2 is not JSON"):
+    with pytest.raises(PrelabelError, match="bad.jsonl line 2 is not JSON"):
         resolve_source(str(folder / "bad.jsonl"))
     (folder / "empty").mkdir()
-    with pytest.raises(ValueError, match="holds no images"):
+    with pytest.raises(PrelabelError, match="holds no images"):
         resolve_source(str(folder / "empty"))

@@ -22,7 +22,8 @@ def test_every_exception_prelabel_defines_derives_from_the_one_base():
     found = set(prelabel_exceptions())
     assert len(found) >= 12, sorted(c.__name__ for c in found)
     assert {c.__name__ for c in found if not issubclass(c, PrelabelError)} == set()
-    assert issubclass(PrelabelError, ValueError) and issubclass(Unavailable, PrelabelError)
+    assert not issubclass(PrelabelError, ValueError), "a ValueError from a bug must never pass for bad input"
+    assert issubclass(Unavailable, PrelabelError)
     assert issubclass(BadRequest, PrelabelError)
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import box_iou
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import (
@@ -73,5 +74,5 @@ def test_calibration_learns_a_miscalibrated_score():
     assert Calibration.from_dict(calibration.to_dict()) == calibration
     with pytest.raises(ValueError, match="both kept and deleted"):
         Calibration.fit(features, np.ones(n, bool))
-    with pytest.raises(ValueError, match="other features"):
+    with pytest.raises(PrelabelError, match="other features"):
         Calibration.from_dict({**calibration.to_dict(), "features": ["score"]})

@@ -25,6 +25,7 @@ import yaml
 from cvat_sdk.masks import decode_mask, encode_mask
 from PIL import Image
 
+from prelabel.core.errors import PrelabelError
 from prelabel.cvat import nuclio
 from prelabel.cvat.prompts import with_threshold
 from prelabel.cvat.spec import CvatLabels, labels_from_function_yaml
@@ -207,7 +208,7 @@ def test_labels_and_types_come_from_the_spec(tmp_path, kind):
 def test_a_bad_spec_stops_the_deploy_with_a_reason(tmp_path, spec):
     (tmp_path / "function.yaml").write_text(yaml.safe_dump({"metadata": {"annotations": {"spec": spec}}}))
     context = nuclio_sdk.Context(nuclio_sdk.test.Platform().context.logger)
-    with pytest.raises(ValueError, match="prelabel cvat spec"):
+    with pytest.raises(PrelabelError, match="prelabel cvat spec"):
         nuclio.init_detector(context, tmp_path)
 
 

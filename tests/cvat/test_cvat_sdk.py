@@ -14,6 +14,7 @@ from cvat_sdk.auto_annotation.driver import _AnnotationMapper, _DetectionFunctio
 from cvat_sdk.masks import decode_mask
 from PIL import Image
 
+from prelabel.core.errors import PrelabelError
 from prelabel.cvat import sdk_function
 from prelabel.pipeline import build_labeler
 from prelabel.settings import Settings
@@ -151,7 +152,7 @@ def test_model_parameters_override_the_environment(monkeypatch):
     ],
 )
 def test_bad_parameters_fail_at_create(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PrelabelError, match=message):
         sdk_function.create(**kwargs)
 
 
@@ -193,5 +194,5 @@ def test_interaction_function_like_an_agent_runs_it(image):
 )
 def test_interaction_bad_prompts_raise_a_clear_error(image, prompt, message):
     function = sdk_function.create(kind="interactor")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PrelabelError, match=message):
         function.detect(None, function.preprocess_image(None, image), prompt)

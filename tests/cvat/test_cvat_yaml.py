@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from prelabel.cli import main
+from prelabel.core.errors import PrelabelError
 from prelabel.cvat.shapes import SHAPE_TYPES
 from prelabel.cvat.spec import CvatLabels, labels_from_function_yaml, replace_spec
 
@@ -203,7 +204,7 @@ def test_spec_out_to_a_missing_function_yaml_names_the_fix(tmp_path, caplog):
 
 
 def test_replace_spec_needs_an_annotations_spec():
-    with pytest.raises(ValueError, match=r"metadata\.annotations\.spec"):
+    with pytest.raises(PrelabelError, match=r"metadata\.annotations\.spec"):
         replace_spec("metadata:\n  name: x\nspec:\n  handler: main:handler\n", CvatLabels.parse("a"))
 
 

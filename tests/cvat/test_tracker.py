@@ -15,6 +15,7 @@ import nuclio_sdk.test
 import numpy as np
 import pytest
 
+from prelabel.core.errors import PrelabelError
 from prelabel.cvat.tracker import TrackerFunction
 from video_data import TemplateTrackerDouble, square_at, square_frames
 
@@ -65,7 +66,7 @@ def test_reinitialised_objects_are_appended_and_bad_input_is_a_400_error():
                         ({"shapes": [[1, 2, 3, float("nan")]], "states": []}, "NaN"),
                         ({"shapes": [[1, 2, 3, 4]], "states": [{"v": 99}]}, "re-initialise"),
                         ({"shapes": "x", "states": []}, "must be lists")]:
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(PrelabelError, match=match):
             function(body, frames[2])
 
 
@@ -110,7 +111,7 @@ def test_init_without_a_tracker_names_the_setting(monkeypatch):
     from prelabel.cvat import nuclio
 
     monkeypatch.delenv("PRELABEL_VIDEO_TRACKER", raising=False)
-    with pytest.raises(ValueError, match="PRELABEL_VIDEO_TRACKER"):
+    with pytest.raises(PrelabelError, match="PRELABEL_VIDEO_TRACKER"):
         nuclio.init_tracker(object())
 
 

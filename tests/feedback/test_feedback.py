@@ -6,6 +6,7 @@ import sqlite3
 import numpy as np
 import pytest
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.shapes import Shape
 from prelabel.core.uncertainty import FEATURES
@@ -61,7 +62,7 @@ def signals(score):
 
 
 def test_fit_needs_enough_feedback_and_learns_thresholds_and_calibration():
-    with pytest.raises(ValueError, match="not enough feedback"):
+    with pytest.raises(PrelabelError, match="not enough feedback"):
         fit_feedback([outcome("a", "accepted", 0.9)], {"a": 0.35}, min_samples=5)
     rng = np.random.default_rng(1)
     outcomes = []

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import mask_iou
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
@@ -117,6 +118,6 @@ def test_rotated_rectangle_reads_back_as_its_bounding_box():
 
 def test_malformed_result_items_are_a_clear_error_and_other_types_are_skipped():
     assert result_shapes([{"type": "choices", "value": {"choices": ["x"]}}, "junk"]) == []
-    with pytest.raises(ValueError, match="'r1' \\(polygonlabels\\) is malformed"):
+    with pytest.raises(PrelabelError, match="'r1' \\(polygonlabels\\) is malformed"):
         result_shapes([{"id": "r1", "type": "polygonlabels", "original_width": 10, "original_height": 10,
                         "value": {"polygonlabels": ["a"]}}])

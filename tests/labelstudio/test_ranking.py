@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from prelabel.cli import main
+from prelabel.core.errors import PrelabelError
 from prelabel.feedback.matching import Outcome, RegionOutcome
 from prelabel.feedback.store import FeedbackStore
 from prelabel.labelstudio.ranking import diverse_order, load_tasks, rank_tasks
@@ -53,7 +54,7 @@ def test_rank_cli_reads_a_batch_folder_and_writes_csv(tmp_path, capsys):
     assert main(["rank", str(tmp_path / "batch"), "--out", str(out), "--review-threshold", "0.35"]) == 0
     assert "5 tasks, 2 below the review threshold 0.35" in capsys.readouterr().out
     assert [line.split(",")[1] for line in out.read_text().splitlines()[1:]] == ["2", "3", "4", "1", "5"]
-    with pytest.raises(ValueError, match="no Label Studio tasks"):
+    with pytest.raises(PrelabelError, match="no Label Studio tasks"):
         load_tasks(tmp_path / "batch" / "other.json")
     assert main(["rank"]) == 2, "neither a file nor a project is a usage error"
 

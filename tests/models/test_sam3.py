@@ -63,7 +63,7 @@ def test_preprocessing_matches_hand_computed_values():
     ramp[0, 1] = 255
     row = pre(ramp)[0, 0, 0].numpy()
     np.testing.assert_allclose(row, (np.array([0, 64, 191, 255]) / 255 - 0.5) / 0.5, atol=1e-6)
-    with pytest.raises(ValueError, match="bilinear"):
+    with pytest.raises(PrelabelError, match="bilinear"):
         Sam3Preprocessor.from_dict({**sam3_preprocessor_config(), "resample": 3})
 
 
@@ -211,7 +211,7 @@ def test_exemplar_boxes_find_instances_of_that_label(labeler, image):
     assert not np.allclose(text_only["query_scores"], with_boxes["query_scores"]), "the boxes reach the model"
     assert not np.allclose(with_boxes["query_scores"], with_negative["query_scores"]), "so does the negative"
     assert detector.encoder_calls == before, "exemplar prompts reuse the cached vision features"
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(PrelabelError, match="positive"):
         detector.find_similar(image, LABELS, "car", np.zeros((0, 4)))
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import parse_labels
 from prelabel.pipeline import build_labeler, planned_model_version
 from prelabel.settings import Settings
@@ -31,7 +32,7 @@ def test_overrides_build_boxes_only_or_clicks_only_labelers():
     assert boxes.detector is not None and boxes.segmenter is None
     clicks = build_labeler(BASE, detector="")
     assert clicks.detector is None and clicks.segmenter is not None
-    with pytest.raises(ValueError, match="needs a detector"):
+    with pytest.raises(PrelabelError, match="needs a detector"):
         clicks.predict(__import__("numpy").zeros((32, 32, 3), "uint8"), LABELS)
     with pytest.raises(TypeError, match="unknown settings: colour"):
         build_labeler(BASE, colour="red")

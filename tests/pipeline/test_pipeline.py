@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt, parse_labels
 from prelabel.pipeline.labeler import Labeler, LabelerConfig
 
@@ -76,7 +77,7 @@ def test_long_label_lists_are_split_into_prompts_and_keep_label_ids(labeler, ima
 
 
 def test_a_label_longer_than_the_token_limit_is_a_clear_error(labeler, image):
-    with pytest.raises(ValueError, match="shorten"):
+    with pytest.raises(PrelabelError, match="shorten"):
         labeler.predict(image, [LabelPrompt("long", ("a very long description " * 5,))])
 
 

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
+from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import box_to_mask
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
@@ -52,7 +53,7 @@ def test_windows_cover_the_image_with_the_requested_overlap():
     assert windows[0] == (0, 0, 256, 256) and windows[-1] == (344, 144, 600, 400)
     assert sorted({w[0] for w in windows}) == [0, 192, 344]
     assert tile_windows(100, 80, 256, 0.25) == [(0, 0, 100, 80)]
-    with pytest.raises(ValueError, match="overlap"):
+    with pytest.raises(PrelabelError, match="overlap"):
         tile_windows(600, 400, 256, 1.0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 from prelabel.batch.sources import ImageItem
@@ -26,6 +27,12 @@ def regions_record(item: ImageItem, regions: Regions) -> dict[str, Any]:
 def error_record(item: ImageItem, error: str) -> dict[str, Any]:
     """An image that could not be read; it is not retried on resume."""
     return {"key": item.key, "uri": item.uri, "task_id": item.task_id, "error": error}
+
+
+def bug_record(item: ImageItem, exc: BaseException) -> dict[str, Any]:
+    """An image whose labeling hit a bug: the error and its traceback; a resume retries it."""
+    return {**error_record(item, f"internal error (a bug, please report it): {type(exc).__name__}: {exc}"),
+            "bug": True, "traceback": "".join(traceback.format_exception(exc))}
 
 
 def record_regions(record: dict[str, Any]) -> Regions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -13,12 +14,15 @@ import numpy as np
 from tqdm import tqdm
 
 from prelabel.batch.checkpoint import Checkpoint
-from prelabel.batch.records import error_record, regions_record
+from prelabel.batch.records import bug_record, error_record, regions_record
 from prelabel.batch.sources import ImageItem, ImageLoader
+from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
 from prelabel.pipeline import Labeler
 from prelabel.pipeline.tiling import predict_tiled
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,17 @@ def label_item(
     labeler: Labeler, labels: Sequence[LabelPrompt], options: BatchOptions, item: ImageItem,
     load: Callable[[ImageItem], np.ndarray],
 ) -> dict[str, Any]:
-    """The checkpoint record of one item: its regions, or the reason it could not be read."""
+    """The checkpoint record of one item: its regions, the reason it could not be read, or the bug that stopped it
+    (with its traceback, logged too: the batch goes on, and a resume retries it)."""
     try:
         image = load(item)
-    except ValueError as exc:  # ImageError / ImageFetchError: reported, never fatal
+    except PrelabelError as exc:  # ImageError, ImageFetchError: the input's fault, reported, never retried
         return error_record(item, str(exc))
-    return regions_record(item, label_image(labeler, labels, options, image))
+    try:
+        return regions_record(item, label_image(labeler, labels, options, image))
+    except Exception as exc:  # a bug: counted and kept with its traceback, never passed off as a bad image
+        log.exception("%s: labeling failed (a bug: please report it with this traceback)", item.uri)
+        return bug_record(item, exc)
 
 
 def progress(total: int, desc: str) -> tqdm:

@@ -106,7 +106,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     header = {"model_version": planned_model_version(settings, labels), "labels": [label.name for label in labels],
               "options": options.header(), "source": args.source}
     with Checkpoint.open(path, header, restart=args.restart) as checkpoint:
-        todo = [item for item in items if item.key not in checkpoint.records]
+        # An image that hit a bug is tried again (the bug may be fixed); an unreadable one is not.
+        todo = [item for item in items if item.key not in checkpoint.records or checkpoint.records[item.key].get("bug")]
         log.info("%d image(s): %d done before, %d to label", len(items), len(items) - len(todo), len(todo))
         started = time.perf_counter()
         if todo:
@@ -114,10 +115,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         elapsed = time.perf_counter() - started
         records = {item.key: checkpoint.records[item.key] for item in items}
     failed = [key for key, record in records.items() if "error" in record]
+    bugs = [key for key in failed if records[key].get("bug")]
     new_failed = sum("error" in records[item.key] for item in todo)
+    new_bugs = sum(bool(records[item.key].get("bug")) for item in todo)
     if todo:
-        log.info("labeled %d image(s), %d unreadable, in %.1f s (%.2f images/s, engine %s)",
-                 len(todo) - new_failed, new_failed, elapsed, len(todo) / elapsed, args.engine)
+        log.info("labeled %d image(s), %d unreadable%s, in %.1f s (%.2f images/s, engine %s)",
+                 len(todo) - new_failed, new_failed - new_bugs, f", {new_bugs} hit a bug" if new_bugs else "",
+                 elapsed, len(todo) / elapsed, args.engine)
     (args.out / FILES["labelstudio_config"]).write_text(xml + "\n", encoding="utf-8")
     written = write_outputs(args.out, records, labels, formats, labelstudio_config, args.coco_segmentation,
                             args.yolo_task or ("segment" if options.with_masks else "detect"), args.image_url_prefix,
@@ -129,10 +133,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                   args.out, settings.review_threshold)
         log.info("pushed %d prediction(s) to Label Studio", pushed)
     log.info("wrote %s", ", ".join(str(p) for p in written.values()))
+    if bugs:
+        log.error("%d of %d image(s) hit a bug in prelabel (tracebacks in %s: please report it); rerun to retry "
+                  "them; exit code %d", len(bugs), len(records), written["errors"], ExitCode.BUG)
+    if len(failed) > len(bugs):
+        log.warning("%d of %d image(s) could not be read and were skipped (see %s)%s", len(failed) - len(bugs),
+                    len(records), written["errors"], "" if bugs else f"; exit code {ExitCode.SOME_FAILED:d}")
     if failed:
-        log.warning("%d of %d image(s) could not be read and were skipped (see %s); exit code %d",
-                    len(failed), len(records), written["errors"], ExitCode.SOME_FAILED)
-        return ExitCode.SOME_FAILED
+        return ExitCode.BUG if bugs else ExitCode.SOME_FAILED
     return ExitCode.OK
 
 

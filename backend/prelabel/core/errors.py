@@ -3,7 +3,9 @@
 Every error a user can fix (a bad image, label list, setting, model spec, request or file) derives from
 :class:`PrelabelError`, and its message names what to change. The CLI prints it on one line and exits with its
 :attr:`~PrelabelError.exit_code`; the HTTP servers answer 400 with ``{"error": message}`` (503 with
-``Retry-After`` for :class:`Unavailable`).
+``Retry-After`` for :class:`Unavailable`). Any other exception is a bug: the CLI exits 1 with its traceback,
+the servers answer 500 with the request id and log the traceback, ``prelabel batch`` records it with its
+traceback in ``errors.jsonl``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ EXIT_CODES = (
 )
 
 
-class PrelabelError(ValueError):
-    """A problem the user can fix; the message says how, in one line."""
+class PrelabelError(Exception):
+    """A problem the user can fix; the message says how, in one line.
+
+    Not a ``ValueError``: code that answers a user catches this (or a subclass, or the one library error it
+    means), so a ``ValueError`` from a bug is never mistaken for bad input."""
 
     exit_code: ExitCode = ExitCode.USAGE
 

@@ -213,13 +213,6 @@ def write_video(path: str | Path, frames: Iterator[np.ndarray] | Sequence[np.nda
     return path
 
 
-def is_video_path(path: str | Path) -> bool:
-    """A video file (by suffix) or a folder of frame images."""
-    path = Path(path)
-    return path.suffix.lower() in VIDEO_SUFFIXES or (path.is_dir() and any(
-        p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()))
-
-
 # Tracks.
 
 

@@ -24,7 +24,7 @@ from prelabel.cvat.shapes import detector_items, interactor_reply
 from prelabel.cvat.spec import CvatLabels, labels_from_function_yaml
 from prelabel.cvat.tracker import TrackerFunction
 from prelabel.pipeline import Labeler, build_labeler
-from prelabel.settings import Settings
+from prelabel.settings import Settings, SettingsError
 
 FUNCTION_FILE_ENV = "PRELABEL_CVAT_FUNCTION_FILE"
 """Name of the deployed function.yaml inside the function folder (``function-gpu.yaml`` on GPU)."""
@@ -67,7 +67,7 @@ def init_detector(context: Any, function_dir: str | Path) -> None:
     spec_file = Path(function_dir) / os.environ.get(FUNCTION_FILE_ENV, "function.yaml")
     try:
         labels = labels_from_function_yaml(spec_file)
-    except ValueError as exc:
+    except PrelabelError as exc:
         raise PrelabelError(
             f"{spec_file}: bad metadata.annotations.spec: {exc}. Generate it with "
             f"`prelabel cvat spec --labels ... --out {spec_file.name}`"
@@ -102,7 +102,7 @@ def init_tracker(context: Any) -> None:
     """Load the video tracker (PRELABEL_VIDEO_TRACKER) into ``context.user_data`` (once per worker)."""
     settings = Settings.load()
     if not settings.video_tracker:
-        raise ValueError("the tracker function needs PRELABEL_VIDEO_TRACKER (e.g. facebook/sam2.1-hiera-tiny, or "
+        raise SettingsError("the tracker function needs PRELABEL_VIDEO_TRACKER (e.g. facebook/sam2.1-hiera-tiny, or "
                          "random-tiny-sam2-video offline) in its function.yaml env")
     labeler = build_labeler(settings, detector="", segmenter="")
     context.user_data.function = NuclioTracker(TrackerFunction(labeler.tracker))
@@ -127,7 +127,7 @@ def _body(body: Any) -> Mapping[str, Any]:
     if isinstance(body, (bytes, bytearray, str)):
         try:
             body = json.loads(body)
-        except ValueError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise BadRequest("the request body is not JSON; send a JSON object like CVAT does") from None
     if not isinstance(body, Mapping):
         raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")

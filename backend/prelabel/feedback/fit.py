@@ -58,6 +58,11 @@ class Learned:
                    BoxCorrection.from_dict(boxes) if boxes else None)
 
 
+
+class NotEnoughFeedback(PrelabelError):
+    """Too few judged regions to fit anything: not an error state, the project keeps its current fit."""
+
+
 def expected_calibration_error(confidence: np.ndarray, kept: np.ndarray, bins: int = 10) -> float:
     """ECE: the bin-weighted gap between mean confidence and the share actually kept (equal-width bins)."""
     confidence, kept = np.asarray(confidence, dtype=np.float64), np.asarray(kept, dtype=np.float64)
@@ -221,8 +226,8 @@ def fit_feedback(
     box_correction, validation["box_correction"] = fit_box_correction(
         outcomes, groups, min_samples, current.box_correction if current else None)
     if not threshold_reports and not fitted_calibration:
-        raise PrelabelError(f"not enough feedback to fit: need {min_samples} judged regions "
-                         f"(a label's, for its threshold; with prelabel's signals, for calibration)")
+        raise NotEnoughFeedback(f"not enough feedback to fit: need {min_samples} judged regions "
+                                f"(a label's, for its threshold; with prelabel's signals, for calibration)")
     metrics["validation"] = validation
     if any(is_candidate(o) for o in outcomes):
         metrics["exploration"] = exploration_report(outcomes)

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from prelabel.core.errors import BadRequest
-from prelabel.feedback.fit import Learned
+from prelabel.feedback.fit import Learned, NotEnoughFeedback
 from prelabel.feedback.service import FeedbackService, FeedbackSettings
 from prelabel.feedback.store import FeedbackStore, store_exists
 from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
@@ -215,7 +215,7 @@ class LabelStudioBackend:
             project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
             try:
                 return jsonify(self.fit(project_id(payload), str(project.get("label_config", ""))))
-            except ValueError as exc:  # too little feedback, or no config: not an error state for Label Studio
+            except (NotEnoughFeedback, LabelConfigError) as exc:  # not an error state for Label Studio
                 return jsonify({"status": "skipped", "reason": str(exc)})
         outcome = handle_webhook(self.feedback(), payload)
         log.info("webhook %s: %s", payload.get("action"), outcome.get("status"))
@@ -235,9 +235,7 @@ class LabelStudioBackend:
             raise BadRequest("pass 'label_config' (the project's labeling config XML); /setup has not seen it")
         try:
             return jsonify(self.fit(project, label_config))
-        except LabelConfigError:
-            raise
-        except ValueError as exc:
+        except NotEnoughFeedback as exc:
             return jsonify({"error": str(exc)}), 409
 
     def report(self) -> Response:

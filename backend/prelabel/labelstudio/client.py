@@ -95,7 +95,7 @@ class LabelStudioClient:
                                          timeout=min(self.timeout_s, 30))
             response.raise_for_status()
             return str(response.json()["access"])
-        except (requests.RequestException, KeyError, ValueError) as exc:
+        except (requests.RequestException, KeyError) as exc:  # requests' JSONDecodeError is a RequestException
             raise LabelStudioError(f"could not exchange the personal access token at {self.url}: {exc}; "
                                    f"check LABEL_STUDIO_API_KEY") from exc
 

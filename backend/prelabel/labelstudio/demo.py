@@ -91,7 +91,7 @@ def last_error(log_path: Path) -> str:
     for line in reversed(lines):
         try:
             record = json.loads(line)
-        except ValueError:
+        except json.JSONDecodeError:
             if "ERROR" in line or "Error" in line:
                 return line.strip()
             continue

@@ -177,7 +177,7 @@ class LocalLabelStudio:
                     if projects.status_code in (401, 403):
                         raise self._error(f"Label Studio rejects the API token ({projects.status_code}); was "
                                           f"{self.data_dir} created with another token or without legacy tokens?")
-            except (requests.RequestException, ValueError):
+            except requests.RequestException:  # not up yet (a body that is not JSON is one too)
                 pass
             time.sleep(0.5)
         raise self._error(f"Label Studio was not ready at {self.url} within {timeout:.0f} s")

@@ -235,7 +235,7 @@ def convert_in_child(weights: Path, out: Path, shape: Shape, memory_bytes: int,
         report = stdout.read().decode(errors="replace").strip().splitlines()
     try:
         peak = max(peak, int(json.loads(report[-1])["peak_bytes"]))
-    except (ValueError, KeyError, IndexError):
+    except (json.JSONDecodeError, KeyError, IndexError):
         pass
     return seconds, peak
 

@@ -163,10 +163,6 @@ class OnnxImageEncoder:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.load_seconds = time.perf_counter() - started
 
-    @property
-    def export_seconds(self) -> float:  # the name the bench used before the cache
-        return self.convert_seconds
-
     def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         outputs = self.session.run(None, {"pixel_values": pixel_values.detach().float().cpu().numpy()})
         tensors = tuple(torch.from_numpy(out) for out in outputs)

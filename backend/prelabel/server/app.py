@@ -2,7 +2,8 @@
 
 A tool's routes (the Label Studio ML backend is a Blueprint in :mod:`prelabel.labelstudio.backend`) are
 registered on the app this factory returns. Every :class:`~prelabel.core.errors.PrelabelError` becomes a
-400 with ``{"error": message}`` (503 with ``Retry-After`` for :class:`~prelabel.core.errors.Unavailable`).
+400 with ``{"error": message}`` (503 with ``Retry-After`` for :class:`~prelabel.core.errors.Unavailable`);
+any other exception is a bug: a 500 with the request id in the body, its traceback logged under that id.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from prelabel.core.errors import PrelabelError, Unavailable
 from prelabel.pipeline import Labeler
 from prelabel.server.limits import ModelGate, install_limits
-from prelabel.server.observability import install_observability
+from prelabel.server.observability import current_request_id, install_observability
 from prelabel.server.openapi import install_openapi
 from prelabel.server.security import install_auth
 from prelabel.settings import Settings
@@ -43,5 +44,13 @@ def make_app(settings: Settings, gate: ModelGate, labeler: Callable[[], Labeler 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         return jsonify({"error": exc.description}), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def bug(exc: Exception) -> tuple[Response, int]:
+        """Anything else is a bug: its traceback in the log, the request id in the answer; the server goes on."""
+        request_id = current_request_id()
+        log.error("500: %s: %s (a bug)", type(exc).__name__, exc, exc_info=exc)
+        return jsonify({"error": f"internal error (a bug in prelabel, not your input): {type(exc).__name__}; "
+                                 f"report it with request id {request_id}", "request_id": request_id}), 500
 
     return app

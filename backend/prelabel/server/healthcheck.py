@@ -23,7 +23,7 @@ def check(url: str, settings: Settings, timeout_s: float = 5.0) -> tuple[bool, s
     try:
         response = requests.get(f"{url.rstrip('/')}/health", headers=headers, timeout=timeout_s)
         state = response.json().get("model_state") if response.ok else None
-    except (requests.RequestException, ValueError) as exc:
+    except requests.RequestException as exc:  # a refused connection, an error status or a body that is not JSON
         return False, f"no answer from {url}: {exc.__class__.__name__}"
     if response.status_code != 200:
         return False, f"{url}/health answered HTTP {response.status_code}"

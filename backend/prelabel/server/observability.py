@@ -31,6 +31,11 @@ _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", 
 access_log = logging.getLogger("prelabel.access")
 
 
+def current_request_id() -> str:
+    """The id of the request being served (``-`` outside a request)."""
+    return _request_id.get()
+
+
 class RequestIdFilter(logging.Filter):
     """Adds ``request_id`` to every record (``-`` outside a request)."""
 
