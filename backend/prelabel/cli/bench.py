@@ -28,6 +28,14 @@ IMAGES = ("chelsea.jpg", "astronaut.jpg", "coffee.jpg", "rocket.jpg")  # bundled
 LABELS = "cat,person,cup=coffee cup|mug,rocket"
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """``--regions``: comma-separated positive counts (a usage error, exit 2, otherwise)."""
+    counts = tuple(int(n) for n in text.split(",") if n.strip().isdigit())
+    if len(counts) != len(text.split(",")) or min(counts, default=0) < 1:
+        raise argparse.ArgumentTypeError(f"takes comma-separated counts such as 5,25,100, not {text!r}")
+    return counts
+
+
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     bench = add_parser(sub, "bench", "benchmark prelabel vs a naive pipeline on random-full models",
                        description="Ratios measured side by side in one run (medians over interleaved repeats), "
@@ -42,7 +50,7 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     bench.add_argument("--repeats", type=int, default=2, help="interleaved repeats per comparison (median)")
     bench.add_argument("--clicks", type=int, default=5, help="interactive clicks per image in the realistic mix")
     bench.add_argument("--boxes", type=int, default=5, help="boxes segmented per pre-label request")
-    bench.add_argument("--regions", default=None,
+    bench.add_argument("--regions", default=None, type=_counts,
                        help="comma-separated regions per image of the mainjob and decoder sections (default: 5,25,100; "
                             "5,25 with --quick)")
     bench.add_argument("--requests", type=int, default=None, help="requests for the memory section (default 500)")
@@ -77,10 +85,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     size = "tiny" if args.quick else "full"
-    try:
-        regions = tuple(int(n) for n in (args.regions or ("5,25" if args.quick else "5,25,100")).split(","))
-    except ValueError:
-        raise PrelabelError(f"--regions takes comma-separated counts such as 5,25,100, not {args.regions!r}") from None
+    regions = args.regions or ((5, 25) if args.quick else (5, 25, 100))
     detector, segmenter = args.detector or f"random-{size}", args.segmenter or f"random-{size}"
     families = ("random-tiny-sam2",) if args.quick else FULL_FAMILIES + (("random-full-vit-h",) if args.vit_h else ())
     started = time.perf_counter()

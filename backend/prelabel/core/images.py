@@ -78,6 +78,6 @@ def decode_base64_image(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
         text = text.partition(",")[2]
     try:
         data = base64.b64decode(text, validate=False)
-    except (binascii.Error, ValueError) as exc:
+    except binascii.Error as exc:
         raise ImageError(f"'image' is not valid base64: {exc}") from exc
     return decode_image(data, max_pixels, source="base64 image")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -95,6 +97,16 @@ def pick_dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
 
 
+@contextmanager
+def _loading(kind: str, spec: str) -> Iterator[None]:
+    """Inside: what transformers raises for a folder or hub id it cannot load (``OSError``, ``ValueError``) becomes
+    a :class:`ModelLoadError` naming the spec and the fix; the one place the registry catches them."""
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        raise _load_error(kind, spec, exc) from exc
+
+
 def _load_error(kind: str, spec: str, exc: Exception) -> ModelLoadError:
     return ModelLoadError(
         f"could not load the {kind} {spec!r}: {exc.__class__.__name__}: {exc}\n"
@@ -149,7 +161,7 @@ def _detector(spec: str, device: str, torch_dtype: torch.dtype) -> Detector:
             f"port: --detector IDEA-Research/grounding-dino-tiny or a local folder of it"
         )
     check_spec("detector", spec)
-    try:
+    with _loading("detector", spec):
         kind = AutoConfig.from_pretrained(spec).model_type
         family = MODEL_TYPES.get(kind)
         if family is None:
@@ -161,8 +173,6 @@ def _detector(spec: str, device: str, torch_dtype: torch.dtype) -> Detector:
         processor = GroundingDinoProcessor(
             GroundingDinoImageProcessorPil.from_pretrained(spec), AutoTokenizer.from_pretrained(spec)
         )
-    except (OSError, ValueError) as exc:
-        raise _load_error("detector", spec, exc) from exc
     return GroundingDinoDetector(model, processor, spec, False, device, torch_dtype)
 
 
@@ -196,10 +206,8 @@ def load_segmenter(
     if is_sam3_tracker_spec(spec):
         if runtime != "torch":
             raise ModelLoadError(f"SAM 3's tracker runs only with the torch runtime, not {runtime!r}")
-        try:
+        with _loading("segmenter", spec):
             return load_sam3_tracker_segmenter(spec, device, torch_dtype, cache_mb * 1024**2)
-        except (OSError, ValueError) as exc:
-            raise _load_error("segmenter", spec, exc) from exc
     model = _segmenter_model(spec)
     if isinstance(model, SamHQModel):
         if runtime != "torch":
@@ -245,11 +253,9 @@ def _segmenter_model(spec: str) -> SamModel | Sam2Model | SamHQModel:
         except CheckpointError as exc:
             raise ModelLoadError(str(exc)) from exc
     check_spec("segmenter", spec)
-    try:
+    with _loading("segmenter", spec):
         kind = AutoConfig.from_pretrained(spec).model_type
         return {"sam2": Sam2Model, "sam_hq": SamHQModel}.get(kind, SamModel).from_pretrained(spec)
-    except (OSError, ValueError) as exc:
-        raise _load_error("segmenter", spec, exc) from exc
 
 
 def _sam_processor(spec: str, model: SamModel) -> SamProcessor:
@@ -261,10 +267,8 @@ def _sam_processor(spec: str, model: SamModel) -> SamProcessor:
     if spec.endswith(".pth"):
         side = model.config.vision_config.image_size
         return SamProcessor(SamImageProcessorPil(size={"longest_edge": side}, pad_size={"height": side, "width": side}))
-    try:
+    with _loading("segmenter", spec):
         return SamProcessor(SamImageProcessorPil.from_pretrained(spec))
-    except (OSError, ValueError) as exc:
-        raise _load_error("segmenter", spec, exc) from exc
 
 
 @lru_cache(maxsize=2)
@@ -277,8 +281,6 @@ def load_tracker(spec: str = DEFAULT_TRACKER, device: str = "auto", dtype: str =
             raise ModelLoadError(f"{spec!r} is not a tracker; random trackers are {', '.join(random_specs('tracker'))}")
         return Sam2VideoTracker(build_sam2_video(spec), spec, True, device, torch_dtype)
     check_spec("tracker", spec)
-    try:
+    with _loading("tracker", spec):
         model = Sam2VideoModel.from_pretrained(spec)
-    except (OSError, ValueError) as exc:
-        raise _load_error("tracker", spec, exc) from exc
     return Sam2VideoTracker(model, spec, False, device, torch_dtype)
