@@ -27,7 +27,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "explore_share": (0, 1), "explore_max": (0, _INF), "explore_floor": (0, 1), "accept_precision": (0, 0.9999),
     "max_image_bytes": (1, _INF), "max_redirects": (0, 100), "max_in_flight": (1, _INF), "max_queue": (0, _INF),
     "queue_timeout_s": (0.1, _INF), "video_every": (1, _INF), "video_max_missed": (0, _INF),
-    "video_match_iou": (0, 1), "video_tolerance": (0, 100), "video_propagate_frames": (1, _INF),
+    "video_match_iou": (0.01, 1), "video_tolerance": (0, 100), "video_propagate_frames": (1, _INF),
     "video_fps": (0.1, 1000), "max_video_bytes": (1, _INF), "max_video_frames": (1, _INF),
 }
 

@@ -52,7 +52,7 @@ def test_setup_resolves_nothing_per_request_whatever_the_model_specs(specs, tmp_
     """``auto`` is resolved once when the app is made; /setup then plans the version from plain settings."""
     specs = {k: model_folder(tmp_path, k, v.split(":")[1]) if v.startswith("folder:") else v
              for k, v in specs.items()}
-    monkeypatch.setattr("prelabel.server.models.build_labeler", lambda settings: time.sleep(3600))  # a test double
+    monkeypatch.setattr("prelabel.server.model_loading.build_labeler", lambda settings: time.sleep(3600))  # a test double
     calls = []
     real_choose = prelabel.pipeline.build.choose
     monkeypatch.setattr(prelabel.pipeline.build, "choose", lambda *a, **k: calls.append(a) or real_choose(*a, **k))

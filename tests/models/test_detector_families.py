@@ -11,7 +11,7 @@ from prelabel.core.labels import LabelPrompt, parse_labels
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.open_vocab import Owlv2Detector, build_mm_grounding_dino, build_owlv2, owlv2_config
 from prelabel.models.registry import ModelLoadError, load_detector
-from prelabel.pipeline.labeler import Labeler, LabelerConfig
+from prelabel.pipeline.labeler import Labeler, Thresholds
 
 CAR, DOOR = LabelPrompt("car", ("car",)), LabelPrompt("car door", ("car door",))
 
@@ -73,7 +73,7 @@ def test_owlv2_boxes_scale_by_the_padded_square(owl):
 
 
 def test_owlv2_in_the_labeler(owl, image):
-    labeler = Labeler(owl, None, LabelerConfig(box_threshold=0.0))
+    labeler = Labeler(owl, None, Thresholds(box_threshold=0.0))
     regions = labeler.predict(image, parse_labels("car,car door"))
     assert len(regions) > 0 and regions.masks is None and regions.meta["detector"] == "random-tiny-owlv2"
 
@@ -91,7 +91,7 @@ def test_mm_grounding_dino_folder_and_token_spans(tmp_path, image):
     assert [chunk.text[s:e] for s, e in chunk.label_spans[0]] == ["car door"]
     assert [chunk.text[s:e] for s, e in chunk.label_spans[1]] == ["car"]
     assert chunk.label_spans[1][0][0] > chunk.label_spans[0][0][1], "'car' is its own phrase, not inside 'car door'"
-    regions = Labeler(loaded, None, LabelerConfig(box_threshold=0.0, text_threshold=0.0)).predict(image, [DOOR, CAR])
+    regions = Labeler(loaded, None, Thresholds(box_threshold=0.0, text_threshold=0.0)).predict(image, [DOOR, CAR])
     assert len(regions) > 0 and set(regions.labels) <= {"car door", "car"}
     a = loaded.detect(image, [DOOR, CAR], 0.0, 0.0)
     b = random.detect(image, [DOOR, CAR], 0.0, 0.0)

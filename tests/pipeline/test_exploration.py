@@ -13,7 +13,7 @@ from prelabel.feedback.fit import best_threshold, fit_feedback
 from prelabel.feedback.matching import Outcome, RegionOutcome
 from prelabel.labelstudio.config import parse_label_config
 from prelabel.labelstudio.results import CANDIDATE_NOTE, regions_to_results, result_shapes
-from prelabel.pipeline import Exploration, Labeler, LabelerConfig, exploration
+from prelabel.pipeline import Exploration, Labeler, Thresholds, exploration
 from prelabel.pipeline.exploration import split_candidates
 from prelabel.settings import Settings
 
@@ -41,7 +41,7 @@ def image():
 
 def test_candidates_come_from_the_same_pass_and_leave_the_shown_regions_alone(labeler, image):
     detector = CountingDetector(labeler.detector)
-    plain = Labeler(detector, None, LabelerConfig(box_threshold=0.99, text_threshold=0.25))
+    plain = Labeler(detector, None, Thresholds(box_threshold=0.99, text_threshold=0.25))
     shown = plain.predict(image, LABELS, with_masks=False)
     explore = Exploration(share=0.5, max_per_task=2, floor=0.3)  # random-tiny scores lie in 0.34-1
     explored = plain.predict(image, LABELS, with_masks=False, explore=explore)

@@ -5,7 +5,7 @@ import pytest
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt, parse_labels
-from prelabel.pipeline.labeler import Labeler, LabelerConfig
+from prelabel.pipeline.labeler import Labeler, Thresholds
 
 
 @pytest.fixture(scope="module")
@@ -32,24 +32,24 @@ def test_predict_shapes_labels_and_meta(labeler, image):
 
 
 def test_thresholds_are_respected(labeler, image):
-    everything = Labeler(labeler.detector, None, LabelerConfig(box_threshold=0.0, text_threshold=0.0, nms_iou=1.0))
+    everything = Labeler(labeler.detector, None, Thresholds(box_threshold=0.0, text_threshold=0.0, nms_iou=1.0))
     all_regions = everything.predict(image, LABELS, with_masks=False)
     cut = float(np.median(all_regions.scores))
-    strict = Labeler(labeler.detector, None, LabelerConfig(box_threshold=cut, text_threshold=0.0, nms_iou=1.0))
+    strict = Labeler(labeler.detector, None, Thresholds(box_threshold=cut, text_threshold=0.0, nms_iou=1.0))
     kept = strict.predict(image, LABELS, with_masks=False)
     assert (kept.scores >= cut).all()
     assert len(kept) == int((all_regions.scores >= cut).sum())
 
 
 def test_per_label_threshold_override(labeler, image):
-    loose = Labeler(labeler.detector, None, LabelerConfig(box_threshold=0.0, text_threshold=0.0, nms_iou=1.0))
+    loose = Labeler(labeler.detector, None, Thresholds(box_threshold=0.0, text_threshold=0.0, nms_iou=1.0))
     labels = [LabelPrompt("cat", ("cat",)), LabelPrompt("dog", ("dog",), box_threshold=1.0)]
     regions = loose.predict(image, labels, with_masks=False)
     assert "dog" not in regions.labels and "cat" in regions.labels
 
 
 def test_max_detections(labeler, image):
-    capped = Labeler(labeler.detector, None, LabelerConfig(box_threshold=0.0, max_detections=3))
+    capped = Labeler(labeler.detector, None, Thresholds(box_threshold=0.0, max_detections=3))
     assert len(capped.predict(image, LABELS, with_masks=False)) <= 3
 
 
@@ -71,7 +71,7 @@ def test_long_label_lists_are_split_into_prompts_and_keep_label_ids(labeler, ima
     tokenizer = labeler.detector.processor.tokenizer
     for chunk in chunks:
         assert len(tokenizer(chunk.text)["input_ids"]) <= labeler.detector.model.config.max_text_len
-    everything = Labeler(labeler.detector, None, LabelerConfig(box_threshold=0.0, nms_iou=1.0, max_detections=1000))
+    everything = Labeler(labeler.detector, None, Thresholds(box_threshold=0.0, nms_iou=1.0, max_detections=1000))
     regions = everything.predict(image, many, with_masks=False)
     assert len(set(regions.labels)) > 1
 
@@ -127,5 +127,5 @@ def test_model_version_changes_with_prompts_and_thresholds(labeler):
     base = labeler.model_version(LABELS)
     assert base == labeler.model_version(parse_labels("cat=cat|kitty,dog,car door,car"))
     assert base != labeler.model_version(parse_labels("cat,dog,car door,car"))
-    other = Labeler(labeler.detector, labeler.segmenter, LabelerConfig(box_threshold=0.31))
+    other = Labeler(labeler.detector, labeler.segmenter, Thresholds(box_threshold=0.31))
     assert base != other.model_version(LABELS)

@@ -8,7 +8,7 @@ from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import box_to_mask
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
-from prelabel.pipeline.labeler import Labeler, LabelerConfig
+from prelabel.pipeline.labeler import Labeler, Thresholds
 from prelabel.pipeline.tiling import predict_tiled, tile_windows
 
 # Planted white squares (x1, y1, x2, y2): inside one tile, across a vertical, a horizontal and both tile seams.
@@ -62,7 +62,7 @@ def test_tiled_boxes_land_on_the_planted_objects():
     for x1, y1, x2, y2 in PLANTED.astype(int):
         image[y1:y2, x1:x2] = 255
     detector = BrightBlobDetectorDouble()
-    labeler = Labeler(detector, BoxFillSegmenterDouble(), LabelerConfig(nms_iou=0.5))
+    labeler = Labeler(detector, BoxFillSegmenterDouble(), Thresholds(nms_iou=0.5))
     regions = predict_tiled(labeler, image, [LabelPrompt("rivet", ())], size=256, overlap=0.25, with_masks=True)
     assert detector.tile_shapes == [(256, 256)] * 6, "every detector call saw one tile, not the whole image"
     assert regions.image_size == (600, 400) and regions.meta["tiles"] == 6

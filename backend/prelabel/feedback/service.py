@@ -26,8 +26,8 @@ class FeedbackSettings:
 
     match_iou: float = 0.5
     unchanged_iou: float = 0.95
-    beta: float = 1.0
-    min_samples: int = 20
+    beta: float = Settings.fit_beta  # the Settings' defaults
+    min_samples: int = Settings.fit_min_samples
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FeedbackSettings:

@@ -30,7 +30,7 @@ from prelabel.pipeline.video import VideoConfig
 from prelabel.server.app import make_app
 from prelabel.server.jobs import BackgroundJobs
 from prelabel.server.limits import ModelGate
-from prelabel.server.models import ModelHolder
+from prelabel.server.model_loading import ModelHolder
 from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)

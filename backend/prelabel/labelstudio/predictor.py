@@ -31,6 +31,7 @@ from prelabel.labelstudio.task_images import ImageFetchError, TaskImageFetcher
 from prelabel.pipeline import Exploration, Labeler
 from prelabel.pipeline.video import VideoConfig, VideoDeadline, VideoLabeler
 from prelabel.server.safe_fetch import FetchRefused
+from prelabel.settings import Settings
 
 RESUME_KEY = "_prelabel_resume"  # a deferred video task carries the state reached, to finish in the background
 
@@ -50,11 +51,11 @@ class VideoOptions:
     """How video tasks are pre-labeled (from the PRELABEL_VIDEO_* settings)."""
 
     config: VideoConfig = VideoConfig()
-    tolerance: float = 0.5
-    fps: float = 25.0
-    max_bytes: int = 2 * 1024**3
-    max_frames: int = 200_000
-    propagate_frames: int = 30  # a box drawn on a frame is tracked this many frames forward
+    tolerance: float = Settings.video_tolerance  # every default is the Settings' own
+    fps: float = Settings.video_fps
+    max_bytes: int = Settings.max_video_bytes
+    max_frames: int = Settings.max_video_frames
+    propagate_frames: int = Settings.video_propagate_frames  # a drawn box is tracked this many frames forward
 
     @classmethod
     def from_settings(cls, settings: Any) -> VideoOptions:

@@ -13,7 +13,7 @@ from prelabel.core.uncertainty import Calibration
 from prelabel.models.auto import AUTO, AutoChoice, choose
 from prelabel.models.specs import is_random, runtime_model_id, segments_itself
 from prelabel.pipeline.exploration import Exploration
-from prelabel.pipeline.labeler import Labeler, LabelerConfig, config_dict
+from prelabel.pipeline.labeler import Labeler, Thresholds, config_dict
 from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,9 @@ def with_overrides(settings: Settings, **overrides: Any) -> Settings:
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def labeler_config(settings: Settings) -> LabelerConfig:
+def labeler_thresholds(settings: Settings) -> Thresholds:
     """The thresholds part of the settings."""
-    return LabelerConfig(settings.box_threshold, settings.text_threshold, settings.nms_iou, settings.max_detections)
+    return Thresholds(settings.box_threshold, settings.text_threshold, settings.nms_iou, settings.max_detections)
 
 
 def exploration(settings: Settings) -> Exploration | None:
@@ -54,7 +54,7 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
     segmenter = (load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime, s.runtime_cache)
                  if s.segmenter else None)
     tracker = load_tracker(s.video_tracker, s.device, s.dtype) if s.video_tracker else None
-    return Labeler(detector, segmenter, labeler_config(s), s.dtype, tracker)
+    return Labeler(detector, segmenter, labeler_thresholds(s), s.dtype, tracker)
 
 
 def resolved(settings: Settings) -> Settings:
@@ -111,6 +111,6 @@ def planned_model_version(settings: Settings, labels: Sequence[LabelPrompt],
     """The ``model_version`` that :func:`build_labeler` ``(settings)`` will report, without loading models."""
     settings = resolved(settings)
     random = any(is_random(spec or None) for spec in (settings.detector, settings.segmenter, settings.video_tracker))
-    thresholds = {**config_dict(labeler_config(settings), explore), **({"video": dict(video)} if video else {})}
+    thresholds = {**config_dict(labeler_thresholds(settings), explore), **({"video": dict(video)} if video else {})}
     return model_version(planned_models(settings), labels, thresholds, random,
                          {"calibration": calibration.to_dict()} if calibration else None)

@@ -16,16 +16,17 @@ from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration, score_regions
 from prelabel.models.protocols import Detector, Segmenter, Tracker
 from prelabel.pipeline.exploration import Exploration, image_seed, split_candidates
+from prelabel.settings import Settings
 
 
 @dataclass(frozen=True)
-class LabelerConfig:
+class Thresholds:
     """Thresholds and limits of one Labeler (all of them shape predictions, so all are in ``model_version``)."""
 
-    box_threshold: float = 0.35
-    text_threshold: float = 0.25
-    nms_iou: float = 0.5
-    max_detections: int = 100
+    box_threshold: float = Settings.box_threshold  # every default is the Settings' own
+    text_threshold: float = Settings.text_threshold
+    nms_iou: float = Settings.nms_iou
+    max_detections: int = Settings.max_detections
 
 
 class Labeler:
@@ -35,11 +36,11 @@ class Labeler:
     with :func:`prelabel.pipeline.build_labeler`; either model may be absent (boxes only, or clicks only).
     """
 
-    def __init__(self, detector: Detector | None, segmenter: Segmenter | None, config: LabelerConfig | None = None,
+    def __init__(self, detector: Detector | None, segmenter: Segmenter | None, config: Thresholds | None = None,
                  dtype: str = "fp32", tracker: Tracker | None = None) -> None:
         self.detector = detector
         self.segmenter = segmenter
-        self.config = config or LabelerConfig()
+        self.config = config or Thresholds()
         self.dtype = dtype
         self.tracker = tracker  # videos only: propagates boxes between keyframes (None: linear interpolation)
 
@@ -168,7 +169,7 @@ class Labeler:
         return replace(regions, meta=meta)
 
 
-def config_dict(config: LabelerConfig, explore: Exploration | None = None) -> dict:
+def config_dict(config: Thresholds, explore: Exploration | None = None) -> dict:
     """The config part of ``model_version``: the thresholds, and the exploration when it is on (so a version
     without exploration is what it was before exploration existed)."""
     out = asdict(config)

@@ -27,23 +27,16 @@ from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration, region_confidence
 from prelabel.core.video import Track, Tracks, VideoSource, box_iou
 from prelabel.pipeline.labeler import Labeler
+from prelabel.settings import Settings
 
 
 @dataclass(frozen=True)
 class VideoConfig:
     """How keyframes are chosen and linked; all of it shapes predictions, so it is part of ``model_version``."""
 
-    every: int = 10
-    max_missed: int = 2
-    match_iou: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise PrelabelError(f"video_every must be at least 1, got {self.every} (PRELABEL_VIDEO_EVERY)")
-        if self.max_missed < 0:
-            raise PrelabelError(f"video_max_missed must be >= 0, got {self.max_missed} (PRELABEL_VIDEO_MAX_MISSED)")
-        if not 0 < self.match_iou <= 1:
-            raise PrelabelError(f"video_match_iou must be in (0, 1], got {self.match_iou} (PRELABEL_VIDEO_MATCH_IOU)")
+    every: int = Settings.video_every  # every default is the Settings' own
+    max_missed: int = Settings.video_max_missed
+    match_iou: float = Settings.video_match_iou
 
     @classmethod
     def from_settings(cls, settings: Any) -> VideoConfig:
