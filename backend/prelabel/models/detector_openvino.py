@@ -45,10 +45,11 @@ from torch import nn
 
 from prelabel.models.runtimes import (
     DEFAULT_RUNTIME_CACHE,
-    OPENVINO_PRECISIONS,
     RuntimeUnavailable,
     cached_conversion,
     conversion_key,
+    openvino_config,
+    openvino_for,
     weights_digest,
 )
 
@@ -261,14 +262,7 @@ class OpenVinoDetectorRuntime:
     def __init__(self, model: nn.Module, pad_token_id: int, cache_dir: str | Path = DEFAULT_RUNTIME_CACHE,
                  precision: str = "fp32", convert_after: int = DEFAULT_CONVERT_AFTER,
                  convert_memory_gb: float = DEFAULT_CONVERT_MEMORY_GB) -> None:
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise RuntimeUnavailable('--detector-runtime openvino needs OpenVINO: pip install "prelabel[openvino]" '
-                                     '(or pass --detector-runtime torch)') from exc
-        if precision not in OPENVINO_PRECISIONS:
-            raise RuntimeUnavailable(f"OpenVINO runs the detector in {' or '.join(OPENVINO_PRECISIONS)}, not "
-                                     f"{precision}: pass --dtype fp32 or bf16")
+        ov = openvino_for("detector-runtime", precision)
         self.model = model
         self.pad_token_id = pad_token_id
         self.cache_dir = Path(cache_dir).expanduser()
@@ -371,10 +365,7 @@ class OpenVinoDetectorRuntime:
             model = self._core.read_model(str(path))
             # Static input shapes: the graph runs only at its shape anyway, and static kernels are ~15% faster.
             model.reshape({port.get_any_name(): dims for port, dims in zip(model.inputs, input_shapes(shape))})
-            compiled = self._core.compile_model(model, "CPU", {
-                "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[self.precision],
-                "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-            })
+            compiled = self._core.compile_model(model, "CPU", openvino_config(self.precision))
             os.utime(path.parent)  # most recently used: the last to be evicted from the disk cache
             log.info("OpenVINO detector: compiled %d×%d (text %d) in %.1f s", *shape, time.perf_counter() - started)
         except (RuntimeUnavailable, RuntimeError, OSError) as exc:

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -172,6 +173,25 @@ class OnnxImageEncoder:
 OPENVINO_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
 
+def openvino_for(option: str, precision: str) -> ModuleType:
+    """The ``openvino`` module, checked for what ``--<option> openvino`` needs: installed, and ``precision``
+    (``fp32`` or ``bf16``) one it runs."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise RuntimeUnavailable(f'--{option} openvino needs OpenVINO: pip install "prelabel[openvino]" '
+                                 f'(or pass --{option} torch)') from exc
+    if precision not in OPENVINO_PRECISIONS:
+        raise RuntimeUnavailable(f"OpenVINO runs in {' or '.join(OPENVINO_PRECISIONS)}, not {precision}: "
+                                 f"pass --dtype fp32 or bf16")
+    return openvino
+
+
+def openvino_config(precision: str) -> dict[str, str | int]:
+    """OpenVINO's CPU compile options: the precision hint, and as many threads as torch uses."""
+    return {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision], "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+
+
 def openvino_available() -> bool:
     """Whether the ``openvino`` package can be imported here."""
     try:
@@ -193,14 +213,7 @@ class OpenVinoImageEncoder:
 
     def __init__(self, model: nn.Module, image_size: int, cache_dir: str | Path = DEFAULT_RUNTIME_CACHE,
                  precision: str = "fp32") -> None:
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise RuntimeUnavailable('--sam-runtime openvino needs OpenVINO: pip install "prelabel[openvino]" '
-                                '(or pass --sam-runtime torch)') from exc
-        if precision not in OPENVINO_PRECISIONS:
-            raise RuntimeUnavailable(f"OpenVINO runs the encoder in {' or '.join(OPENVINO_PRECISIONS)}, not {precision}: "
-                                f"pass --dtype fp32 or bf16")
+        ov = openvino_for("sam-runtime", precision)
 
         def convert(path: Path) -> None:
             example = torch.zeros(1, 3, image_size, image_size)
@@ -215,10 +228,7 @@ class OpenVinoImageEncoder:
         self.precision = precision
         started = time.perf_counter()
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", {
-            "INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-        })
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", openvino_config(precision))
         self.request = self.compiled.create_infer_request()
         self.compile_seconds = time.perf_counter() - started
 
