@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from prelabel.core.geometry import box_iou
 from prelabel.core.labels import parse_labels
 from prelabel.models import auto
 from prelabel.models.detector_openvino import OpenVinoDetectorRuntime, text_bucket
@@ -28,11 +29,7 @@ TALL = np.random.default_rng(1).integers(0, 255, (451, 300, 3), dtype=np.uint8)
 
 def matched_iou(reference: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Each reference box's best IoU among ``boxes`` (order-free: random weights saturate every score)."""
-    lt = np.maximum(reference[:, None, :2], boxes[None, :, :2])
-    rb = np.minimum(reference[:, None, 2:], boxes[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda b: (b[:, 2:] - b[:, :2]).prod(-1)  # noqa: E731
-    return (inter / (area(reference)[:, None] + area(boxes)[None] - inter)).max(axis=1)
+    return box_iou(reference.astype(float), boxes.astype(float)).max(axis=1)
 
 
 def within_the_bar(reference: np.ndarray, boxes: np.ndarray) -> bool:

@@ -273,7 +273,7 @@ class OpenVinoDetectorRuntime:
         self._core = ov.Core()
         self._digest: str | None = None
         self._seen: Counter[Shape] = Counter()
-        self._failed: dict[Shape, str] = {}
+        self._failed: set[Shape] = set()  # conversions that failed: not retried in this process
         self._pending: set[Shape] = set()
         self._compiled: OrderedDict[Shape, object] = OrderedDict()
         self._lock = threading.Lock()
@@ -371,7 +371,7 @@ class OpenVinoDetectorRuntime:
         except (RuntimeUnavailable, RuntimeError, OSError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             with self._lock:
-                self._failed[shape] = reason
+                self._failed.add(shape)
                 self._pending.discard(shape)
             log.warning("OpenVINO detector: no converted model for %d×%d (text %d), it keeps running in PyTorch: %s",
                         *shape, reason)
