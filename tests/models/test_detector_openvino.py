@@ -130,6 +130,22 @@ def test_a_failed_conversion_logs_one_line_and_the_shape_stays_in_pytorch(tmp_pa
     assert not list((tmp_path / "openvino-detector").glob("*/detector.xml")), "nothing half-written is cached"
 
 
+def test_a_process_that_exits_while_the_worker_is_busy_exits_cleanly(tmp_path):
+    """The worker is stopped at exit: a daemon thread still inside torch at finalisation aborted with 134."""
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from prelabel.core.labels import parse_labels
+        from prelabel.pipeline import build_labeler
+        from prelabel.settings import Settings
+        labeler = build_labeler(Settings(detector="random-tiny", segmenter="", device="cpu",
+                                         detector_runtime="openvino", runtime_cache={str(tmp_path)!r}))
+        labeler.predict(np.zeros((64, 64, 3), np.uint8), parse_labels("cat"), with_masks=False)
+        print("done")  # the first sighting's cache lookup is still running in the worker
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "done" in done.stdout, (done.returncode, done.stderr[-2000:])
+
+
 def test_text_is_padded_to_buckets():
     assert [text_bucket(n, 256) for n in (3, 32, 33, 64, 65, 200, 256)] == [32, 32, 64, 64, 128, 256, 256]
     assert text_bucket(40, 32) == 32

@@ -20,6 +20,7 @@ precision and the library versions, bounded to :data:`MAX_CACHED_SHAPES` entries
 from __future__ import annotations
 
 import argparse
+import atexit
 import fcntl
 import json
 import logging
@@ -201,9 +202,10 @@ class ConversionFailed(RuntimeUnavailable):
     """A conversion child that failed, ran past its memory limit or its time."""
 
 
-def convert_in_child(weights: Path, out: Path, shape: Shape, memory_bytes: int,
-                     timeout_s: float = 3600.0) -> tuple[float, int]:
-    """Run :func:`convert` in a child process killed past ``memory_bytes`` of resident memory.
+def convert_in_child(weights: Path, out: Path, shape: Shape, memory_bytes: int, timeout_s: float = 3600.0,
+                     stop: threading.Event | None = None) -> tuple[float, int]:
+    """Run :func:`convert` in a child process killed past ``memory_bytes`` of resident memory (or once ``stop``
+    is set).
 
     Returns the seconds and the child's peak resident bytes; raises :class:`ConversionFailed` with a one-line
     reason otherwise.
@@ -221,6 +223,8 @@ def convert_in_child(weights: Path, out: Path, shape: Shape, memory_bytes: int,
                           f"(PRELABEL_DETECTOR_CONVERT_MEMORY_GB)")
             elif time.perf_counter() - started > timeout_s:
                 killed = f"it ran past {timeout_s:.0f} s"
+            elif stop is not None and stop.is_set():
+                killed = "the process is exiting"
             if killed:
                 proc.kill()
                 proc.wait()
@@ -277,7 +281,8 @@ class OpenVinoDetectorRuntime:
         self._pending: set[Shape] = set()
         self._compiled: OrderedDict[Shape, object] = OrderedDict()
         self._lock = threading.Lock()
-        self._jobs: queue.Queue[tuple[Shape, bool]] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Shape, bool] | None] = queue.Queue()  # None: stop
+        self._closing = threading.Event()
         self._worker: threading.Thread | None = None
         self.conversions: list[dict[str, float | int | str]] = []  # what each conversion cost (the bench reads it)
         self.runs = 0  # forwards OpenVINO ran
@@ -341,10 +346,25 @@ class OpenVinoDetectorRuntime:
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="openvino-detector", daemon=True)
             self._worker.start()
+            atexit.register(self.close)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the background worker: a conversion in progress is killed, a running step is waited for.
+
+        Registered at exit: a daemon thread still inside torch or OpenVINO when the interpreter finalises
+        aborts the whole process (``terminate called without an active exception``, exit 134)."""
+        self._closing.set()
+        if self._worker is not None:
+            self._jobs.put(None)
+            self._worker.join(timeout_s)
 
     def _work(self) -> None:
-        while True:
-            shape, convert = self._jobs.get()
+        while not self._closing.is_set():
+            job = self._jobs.get()
+            if job is None:
+                self._jobs.task_done()
+                break
+            shape, convert = job
             try:
                 self._build(shape, convert)
             except Exception:  # a bug here must not end the worker; the shape stays in PyTorch
@@ -373,7 +393,7 @@ class OpenVinoDetectorRuntime:
             with self._lock:
                 self._failed.add(shape)
                 self._pending.discard(shape)
-            log.warning("OpenVINO detector: no converted model for %d×%d (text %d), it keeps running in PyTorch: %s",
+            (log.debug if self._closing.is_set() else log.warning)("OpenVINO detector: no converted model for %d×%d (text %d), it keeps running in PyTorch: %s",
                         *shape, reason)
             return
         with self._lock:
@@ -391,7 +411,7 @@ class OpenVinoDetectorRuntime:
             self.model.config.save_pretrained(weights)
             save_model(self.model, str(weights / "model.safetensors"), metadata={"format": "pt"})
             try:
-                seconds, peak = convert_in_child(weights, out, shape, self.convert_memory_bytes)
+                seconds, peak = convert_in_child(weights, out, shape, self.convert_memory_bytes, stop=self._closing)
             finally:
                 shutil.rmtree(weights, ignore_errors=True)
             report.update(shape="×".join(map(str, shape)), seconds=seconds, peak_bytes=peak)
