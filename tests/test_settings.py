@@ -15,7 +15,7 @@ def test_env_overrides_config_file_overrides_defaults(tmp_path):
 
 
 def test_bad_settings_are_clear_errors(tmp_path):
-    with pytest.raises(PrelabelError, match="must be a float"):
+    with pytest.raises(PrelabelError, match="BOX_THRESHOLD\\) must be a number"):
         Settings.load(env={"PRELABEL_BOX_THRESHOLD": "high"})
     bad = tmp_path / "bad.toml"
     bad.write_text('detectr = "x"\n')
@@ -23,3 +23,14 @@ def test_bad_settings_are_clear_errors(tmp_path):
         Settings.load(bad, env={})
     with pytest.raises(PrelabelError, match="does not exist"):
         Settings.load(tmp_path / "missing.yaml", env={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text('detector = "x\n')
+    with pytest.raises(PrelabelError, match="broken.toml is not valid TOML"):
+        Settings.load(broken, env={})
+    (tmp_path / "broken.yaml").write_text("detector: [x\n")
+    with pytest.raises(PrelabelError, match="broken.yaml is not valid YAML"):
+        Settings.load(tmp_path / "broken.yaml", env={})
+    with pytest.raises(PrelabelError, match="CACHE_MB\\) must be a whole number"):
+        Settings.load(env={"PRELABEL_CACHE_MB": "2.5"})
+    with pytest.raises(PrelabelError, match="must be true or false"):
+        Settings.load(env={"PRELABEL_ALLOW_PRIVATE_NETWORKS": "maybe"})

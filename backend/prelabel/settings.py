@@ -12,6 +12,7 @@ import yaml
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt, labels_from_mapping, parse_labels
+from prelabel.core.parsing import integer, parsed
 from prelabel.models.specs import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 
 # Settings read from plain (non-PRELABEL_) variables, as Label Studio's own tools name them.
@@ -143,7 +144,11 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SettingsError(f"config file {path} does not exist (PRELABEL_CONFIG)")
     text = path.read_text(encoding="utf-8")
-    data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"config file {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") \
+            from exc
     if not isinstance(data, dict):
         raise SettingsError(f"config file {path} must hold a mapping of settings")
     if isinstance(data.get("labels"), dict):  # labels may be given as {name: [prompts]}
@@ -155,19 +160,15 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _coerce(kind: Any, value: Any, name: str) -> Any:
     kind = kind if isinstance(kind, str) else kind.__name__
-    try:
-        if kind == "float":
-            return float(value)
-        if kind == "int":
-            return int(value)
-        if kind == "bool":
-            return _to_bool(value)
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"setting {name} (PRELABEL_{name.upper()}) must be a {kind}, got {value!r}") from exc
+    parse = {"float": lambda v: parsed(float, v), "int": integer, "bool": _to_bool}.get(kind, str)
+    result = parse(value)
+    if result is None:
+        wanted = {"float": "a number", "int": "a whole number", "bool": "true or false"}[kind]
+        raise SettingsError(f"setting {name} (PRELABEL_{name.upper()}) must be {wanted}, got {value!r}")
+    return result
 
 
-def _to_bool(value: Any) -> bool:
+def _to_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -175,4 +176,4 @@ def _to_bool(value: Any) -> bool:
         return True
     if text in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError(value)
+    return None

@@ -9,7 +9,13 @@ from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import FEATURES, score_regions
 from prelabel.labelstudio.config import LabelConfigError, parse_label_config
-from prelabel.labelstudio.results import REVIEW_NOTE, brush_rle_to_mask, regions_to_results, result_shapes
+from prelabel.labelstudio.results import (
+    REVIEW_NOTE,
+    brush_rle_to_mask,
+    mask_to_brush_rle,
+    regions_to_results,
+    result_shapes,
+)
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -121,3 +127,42 @@ def test_malformed_result_items_are_a_clear_error_and_other_types_are_skipped():
     with pytest.raises(PrelabelError, match="'r1' \\(polygonlabels\\) is malformed"):
         result_shapes([{"id": "r1", "type": "polygonlabels", "original_width": 10, "original_height": 10,
                         "value": {"polygonlabels": ["a"]}}])
+
+
+SIZE = {"original_width": 4, "original_height": 2}
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ({"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 5, "height": 5}}, "must be a list holding"),
+    ({"type": "rectanglelabels", "value": {"x": "left", "y": 1, "width": 5, "height": 5,
+                                           "rectanglelabels": ["a"]}}, "must be numbers"),
+    ({"type": "rectanglelabels", "original_width": "wide", "value": {"rectanglelabels": ["a"]}}, "whole numbers"),
+    ({"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["a"]},
+      "score": "high"}, "score must be a number"),
+    ({"type": "polygonlabels", "value": {"points": [[1, 2], [3]], "polygonlabels": ["a"]}}, "number pairs"),
+    ({"type": "polygonlabels", "value": {"points": "1,2", "polygonlabels": ["a"]}}, "number pairs"),
+    ({"type": "brushlabels", "value": {"rle": [0, 0, 0, 32, 1, 2], "brushlabels": ["a"]}}, "brush RLE of a 4x2"),
+    ({"type": "brushlabels", "value": {"rle": [255, 255, 255, 255, 0], "brushlabels": ["a"]}}, "brush RLE"),
+    ({"type": "brushlabels", "value": {"rle": "abc", "brushlabels": ["a"]}}, "brush RLE"),
+])
+def test_each_malformed_field_is_named(item, message):
+    with pytest.raises(PrelabelError, match=message):
+        result_shapes([{"id": "r", **SIZE, **item}])
+
+
+def test_a_brush_header_is_checked_before_anything_is_allocated():
+    mask = np.zeros((2, 4), bool)
+    mask[1, 1:3] = True
+    rle = mask_to_brush_rle(mask)
+    assert (brush_rle_to_mask(rle, 4, 2) == mask).all()
+    assert brush_rle_to_mask(rle, 400, 200) is None  # the header says 4x2: nothing decoded, nothing allocated
+    assert brush_rle_to_mask(rle[:-2], 4, 2) is None  # truncated stream
+
+
+def test_a_bug_while_reading_results_is_not_passed_off_as_a_malformed_item(monkeypatch):
+    from prelabel.labelstudio import results
+
+    monkeypatch.setattr(results, "polygon_to_mask", lambda *a: np.zeros((1, 2, 3))[:, :, 5])
+    with pytest.raises(IndexError):
+        result_shapes([{"id": "r", **SIZE, "type": "polygonlabels",
+                        "value": {"points": [[0, 0], [50, 50], [0, 50]], "polygonlabels": ["a"]}}])

@@ -36,7 +36,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, source: str 
         raise
     except UnidentifiedImageError as exc:
         raise ImageError(f"{source} is not an image in a format Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's decoders on corrupt data ('tile cannot extend')
         raise ImageError(f"{source} is not a readable image: {exc}") from exc
 
 

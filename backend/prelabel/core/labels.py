@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prelabel.core.errors import PrelabelError
+from prelabel.core.parsing import finite
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,9 @@ def parse_labels(text: str) -> list[LabelPrompt]:
 def _threshold(name: str, text: str) -> float | None:
     if not text.strip():
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise LabelError(f"label {name!r}: threshold {text.strip()!r} is not a number in [0, 1]. {GRAMMAR}") from None
+    value = finite(text)
+    if value is None:
+        raise LabelError(f"label {name!r}: threshold {text.strip()!r} is not a number in [0, 1]. {GRAMMAR}")
     if not 0.0 <= value <= 1.0:
         raise LabelError(f"label {name!r}: threshold {value:g} must lie in [0, 1]. {GRAMMAR}")
     return value

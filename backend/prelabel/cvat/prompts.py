@@ -11,16 +11,16 @@ import numpy as np
 
 from prelabel.core.errors import BadRequest
 from prelabel.core.labels import LabelPrompt
+from prelabel.core.parsing import finite
 
 
 def parse_threshold(value: Any) -> float | None:
     """CVAT's confidence threshold: ``None`` when absent, else a number in [0, 1]."""
     if value is None:
         return None
-    try:
-        threshold = float(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"'threshold' must be a number in [0, 1], got {value!r}") from None
+    threshold = finite(value)
+    if threshold is None:
+        raise BadRequest(f"'threshold' must be a number in [0, 1], got {value!r}")
     if not 0.0 <= threshold <= 1.0:
         raise BadRequest(f"'threshold' must lie in [0, 1], got {threshold}")
     return threshold

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from prelabel.core.errors import BadRequest
+from prelabel.core.parsing import finite, parsed
 from prelabel.models.protocols import Tracker
 
 STATE_VERSION = 1
@@ -82,11 +83,8 @@ class TrackerFunction:
 
     @staticmethod
     def _decode(text: str, size: tuple[int, int]) -> np.ndarray:
-        try:
-            data = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        except (ValueError, TypeError) as exc:
-            raise BadRequest(f"tracker state holds no readable frame: {exc}") from exc
+        data = parsed(base64.b64decode, text)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
         if image is None:
             raise BadRequest("tracker state holds no readable frame; re-initialise the track")
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -97,12 +95,10 @@ def _box(shape: Any, width: int, height: int, index: int) -> list[float]:
     """A rectangle from CVAT's flat ``[x1, y1, x2, y2]`` (more points: their bounding box)."""
     if not isinstance(shape, Sequence) or isinstance(shape, str) or len(shape) < 4 or len(shape) % 2:
         raise BadRequest(f"shape {index} must be a flat list of x, y pixel coordinates like [x1, y1, x2, y2]")
-    try:
-        points = np.asarray(shape, dtype=np.float64).reshape(-1, 2)
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"shape {index} holds non-numeric coordinates: {exc}") from exc
-    if not np.isfinite(points).all():
-        raise BadRequest(f"shape {index} holds NaN or infinite coordinates")
+    coordinates = [finite(v) for v in shape]
+    if None in coordinates:
+        raise BadRequest(f"shape {index} holds non-numeric, NaN or infinite coordinates: {list(shape)!r}")
+    points = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
     return _clip([*points.min(axis=0), *points.max(axis=0)], width, height)
 
 

@@ -46,6 +46,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from prelabel.core.errors import PrelabelError, Unavailable
+from prelabel.core.parsing import parsed
 from prelabel.feedback.matching import Outcome, RegionOutcome
 
 Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite's INTEGER PRIMARY KEY is its rowid
@@ -349,10 +350,8 @@ class FeedbackStore:
 
 def _version_order(version: str) -> tuple[int, float | str]:
     """Label Studio's ``updated_at`` (ISO 8601) as a sortable key; other strings sort after, by text."""
-    try:
-        return 0, datetime.fromisoformat(version).timestamp()
-    except ValueError:
-        return 1, version
+    moment = parsed(datetime.fromisoformat, version)
+    return (0, moment.timestamp()) if moment is not None else (1, version)
 
 
 def _boxes_json(outcome: RegionOutcome) -> str | None:

@@ -10,6 +10,7 @@ from defusedxml import ElementTree
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
+from prelabel.core.parsing import finite
 
 # Control tag -> result type for the shapes we predict.
 OUTPUT_TAGS = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels", "BrushLabels": "brushlabels"}
@@ -133,10 +134,10 @@ def _video_config(root: Element, prompt_map: Mapping[str, LabelPrompt]) -> Label
     value = videos[video_name].get("value", "")
     if not value.startswith("$"):
         raise LabelConfigError(f"<Video name={video_name!r}> must take its URL from task data, e.g. value=\"$video\"")
-    try:
-        framerate = float(videos[video_name].get("framerate") or 0)
-    except ValueError as exc:
-        raise LabelConfigError(f"<Video framerate=...> must be a number: {exc}") from exc
+    framerate = finite(videos[video_name].get("framerate") or 0)
+    if framerate is None or framerate < 0:
+        raise LabelConfigError(f"<Video framerate={videos[video_name].get('framerate')!r}> must be a positive number "
+                               f"(frames per second, e.g. framerate=\"25\")")
     controls = tuple(Control(el.get("name", ""), el.tag, video_name, tuple(labels)) for el in rectangles)
     return LabelConfig(video_name, value[1:], controls, tuple(prompts.values()), media="video", framerate=framerate)
 

@@ -12,6 +12,7 @@ import numpy as np
 from prelabel.core.errors import BadRequest, PrelabelError
 from prelabel.core.geometry import mask_to_box
 from prelabel.core.images import ImageError
+from prelabel.core.parsing import finite, integer
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration
 from prelabel.core.video import VideoError, VideoSource
@@ -162,12 +163,12 @@ class LabelStudioPredictor:
         points, point_labels, box, label = [], [], None, None
         exemplars: dict[bool, list[np.ndarray]] = {True: [], False: []}
         for item in items:
-            value = item.get("value") or {}
-            try:
-                x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
-                w, h = float(value.get("width", 0)) * width / 100, float(value.get("height", 0)) * height / 100
-            except (KeyError, TypeError, ValueError) as exc:
-                raise BadRequest(f"context result without numeric x/y/width/height: {exc}") from exc
+            value = item.get("value") if isinstance(item.get("value"), dict) else {}
+            numbers = [finite(value.get(k)) for k in ("x", "y")] + [finite(value.get(k, 0)) for k in ("width", "height")]
+            if None in numbers:
+                raise BadRequest(f"context result {item.get('id')!r} needs numeric value.x/y (and width/height for a "
+                                 f"rectangle), got {value!r}")
+            x, y, w, h = (n * size / 100 for n, size in zip(numbers, (width, height, width, height), strict=True))
             label = label or (value.get(item["type"]) or [None])[0]
             if item["type"] == "keypointlabels":
                 points.append([x, y])
@@ -195,14 +196,11 @@ class LabelStudioPredictor:
         names = [p.name for p in config.prompts]
         starts, label_ids = [], []
         for item in items:
-            value = item.get("value") or {}
-            try:
-                keyframe = max((k for k in value["sequence"] if isinstance(k, dict)), key=lambda k: int(k["frame"]))
-                box = [float(keyframe[k]) for k in ("x", "y", "width", "height")]
-                frame = int(keyframe["frame"])
-            except (KeyError, TypeError, ValueError) as exc:
+            value = item.get("value") if isinstance(item.get("value"), dict) else {}
+            frame, box = _last_keyframe(value.get("sequence"))
+            if frame is None:
                 raise BadRequest(f"videorectangle {item.get('id')!r} has no keyframe with numeric frame/x/y/width/"
-                                 f"height: {exc}") from exc
+                                 f"height, got {value.get('sequence')!r}")
             label = (value.get("labels") or [names[0] if names else None])[0]
             if label not in names:
                 raise BadRequest(f"the label {label!r} is not in the labeling config ({', '.join(names)})")
@@ -322,3 +320,13 @@ def stale_failures(task: dict[str, Any]) -> list[int]:
     """Ids of the task's stored failed predictions (:func:`failed_prediction`), once it has been pre-labeled."""
     return [int(p["id"]) for p in stored_predictions(task)
             if is_failed_version(p.get("model_version")) and isinstance(p.get("id"), int)]
+
+
+def _last_keyframe(sequence: Any) -> tuple[int | None, list[float]]:
+    """The frame and ``[x, y, width, height]`` of a ``videorectangle`` sequence's last keyframe, or ``None`` when
+    the sequence is not a list of keyframes with numeric ``frame``/``x``/``y``/``width``/``height``."""
+    keyframes = [(integer(k.get("frame")), [finite(k.get(n)) for n in ("x", "y", "width", "height")])
+                 for k in (sequence if isinstance(sequence, list) else []) if isinstance(k, dict)]
+    if not keyframes or any(frame is None or None in box for frame, box in keyframes):
+        return None, []
+    return max(keyframes, key=lambda keyframe: keyframe[0])

@@ -13,6 +13,7 @@ from prelabel.core.errors import PrelabelError
 from prelabel.core.features import feature_dict
 from prelabel.core.geometry import mask_to_box, mask_to_polygons, polygon_to_mask
 from prelabel.core.model_version import PATTERN as MODEL_VERSION
+from prelabel.core.parsing import finite, integer
 from prelabel.core.regions import Regions
 from prelabel.core.shapes import Shape
 from prelabel.core.uncertainty import EXPLORE_WEIGHT, candidate_mask, region_confidence, task_score
@@ -103,11 +104,20 @@ def mask_to_brush_rle(mask: np.ndarray) -> list[int]:
     return [int(v) for v in mask2rle(mask.astype(np.uint8) * 255)]
 
 
-def brush_rle_to_mask(rle: Sequence[int], width: int, height: int) -> np.ndarray:
-    """Decode Label Studio's brush RLE into a bool ``(H, W)`` mask."""
+def brush_rle_to_mask(rle: Any, width: int, height: int) -> np.ndarray | None:
+    """Decode Label Studio's brush RLE into a bool ``(H, W)`` mask; ``None`` when ``rle`` is not the RLE of a
+    ``width`` x ``height`` RGBA image (checked from its header before anything is allocated)."""
     from label_studio_sdk.converter.brush import decode_rle
 
-    return decode_rle(list(rle)).reshape(height, width, 4)[:, :, 3] > 0
+    if not isinstance(rle, list) or len(rle) < 4 or not all(isinstance(v, int) and 0 <= v < 256 for v in rle):
+        return None
+    if int.from_bytes(bytes(rle[:4]), "big") != width * height * 4:  # the header's value count
+        return None
+    try:
+        values = decode_rle(rle)
+    except (ValueError, IndexError, OverflowError):  # label_studio_sdk's decoder on a corrupt stream, nothing else
+        return None
+    return values.reshape(height, width, 4)[:, :, 3] > 0
 
 
 def result_shapes(results: Sequence[Any], where: str = "", clip: bool = True) -> list[Shape]:
@@ -121,10 +131,7 @@ def result_shapes(results: Sequence[Any], where: str = "", clip: bool = True) ->
     for number, item in enumerate(results):
         if not isinstance(item, dict) or item.get("type") not in OUTPUT_TAGS.values():
             continue
-        try:
-            shapes.append(_shape(item, f"{where}result {item.get('id', number)}", clip))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ResultError(f"result item {item.get('id', '?')!r} ({item.get('type')}) is malformed: {exc}") from exc
+        shapes.append(_shape(item, f"{where}result {item.get('id', number)}", clip))
     return shapes
 
 
@@ -133,35 +140,53 @@ class ResultError(PrelabelError):
 
 
 def _shape(item: dict[str, Any], ref: str, clip: bool) -> Shape:
-    width, height = int(item["original_width"]), int(item["original_height"])
-    if width <= 0 or height <= 0:
-        raise ValueError("original_width and original_height must be positive")
-    value, kind = item["value"], item["type"]
-    label = str(value[kind][0])
+    def malformed(what: str) -> ResultError:
+        return ResultError(f"result item {item.get('id', '?')!r} ({item.get('type')}) is malformed: {what}")
+
+    width, height = integer(item.get("original_width")), integer(item.get("original_height"))
+    if width is None or height is None or width <= 0 or height <= 0:
+        raise malformed("original_width and original_height must be positive whole numbers")
+    value, kind = item.get("value"), item["type"]
+    labels = value.get(kind) if isinstance(value, dict) else None
+    if not isinstance(labels, list) or not labels:
+        raise malformed(f"value.{kind} must be a list holding the label")
+    label = str(labels[0])
     mask = polygon = None
     if kind == "rectanglelabels":
-        x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
+        x, y, w, h = (finite(value.get(k)) for k in ("x", "y", "width", "height"))
+        rotation = finite(value.get("rotation") or 0)
+        if x is None or y is None or w is None or h is None or rotation is None:
+            raise malformed("value.x, y, width, height (and rotation) must be numbers")
         corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
-        theta = np.deg2rad(float(value.get("rotation") or 0))  # Label Studio rotates around (x, y)
-        rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-        corners = (corners * [width / 100, height / 100]) @ rotation.T + [x * width / 100, y * height / 100]
+        theta = np.deg2rad(rotation)  # Label Studio rotates around (x, y)
+        turn = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        corners = (corners * [width / 100, height / 100]) @ turn.T + [x * width / 100, y * height / 100]
         box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
     elif kind == "polygonlabels":
-        polygon = np.asarray(value["points"], dtype=np.float64).reshape(-1, 2) * [width / 100, height / 100]
+        points = value.get("points")
+        pairs = [[finite(v) for v in point] for point in points if isinstance(point, list)] \
+            if isinstance(points, list) else []
+        if not isinstance(points, list) or len(pairs) != len(points) or \
+                any(len(pair) != 2 or None in pair for pair in pairs):
+            raise malformed("value.points must be a list of [x, y] number pairs")
+        polygon = np.asarray(pairs, dtype=np.float64).reshape(-1, 2) * [width / 100, height / 100]
         mask = polygon_to_mask(polygon, width, height)
         box = np.concatenate([polygon.min(axis=0), polygon.max(axis=0)]) if len(polygon) else np.zeros(4)
     else:
-        mask = brush_rle_to_mask(value["rle"], width, height)
+        mask = brush_rle_to_mask(value.get("rle"), width, height)
+        if mask is None:
+            raise malformed(f"value.rle must be Label Studio's brush RLE of a {width}x{height} image")
         box = mask_to_box(mask)
     box = (np.clip(box, 0, [width, height, width, height]) if clip else np.asarray(box)).astype(np.float32)
     extra = item.get("prelabel")
     features = extra.get("features") if isinstance(extra, dict) else None
     features = features if isinstance(features, dict) else None
     if isinstance(extra, dict) and extra.get("candidate"):  # an exploration candidate: its weight goes along
-        features = {**(features or {}), EXPLORE_WEIGHT: float(extra.get(EXPLORE_WEIGHT) or 1.0)}
-    score = item.get("score")
-    return Shape(label, box, (width, height), mask, polygon, None if score is None else float(score),
-                 features, str(item.get("from_name", "")), ref)
+        features = {**(features or {}), EXPLORE_WEIGHT: finite(extra.get(EXPLORE_WEIGHT)) or 1.0}
+    score = finite(item.get("score"))
+    if item.get("score") is not None and score is None:
+        raise malformed(f"score must be a number, got {item.get('score')!r}")
+    return Shape(label, box, (width, height), mask, polygon, score, features, str(item.get("from_name", "")), ref)
 
 
 def prediction(regions: Regions, config: LabelConfig, model_version: str, review_threshold: float) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def _loading(kind: str, spec: str) -> Iterator[None]:
     a :class:`ModelLoadError` naming the spec and the fix; the one place the registry catches them."""
     try:
         yield
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # transformers' ValueError: a folder of another or no model_type
         raise _load_error(kind, spec, exc) from exc
 
 
