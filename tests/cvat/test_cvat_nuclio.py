@@ -276,4 +276,4 @@ def test_unexpected_failure_is_a_500_with_a_reason(platform, detector_main, monk
     function = platform._get_handler_context(detector_main.handler).user_data.function
     monkeypatch.setattr(function.labeler, "predict", broken)
     status, reply = call(platform, detector_main.handler, {"image": b64(frame())})
-    assert status == 500 and "out of memory" in reply["error"]
+    assert status == 500 and "out of memory" in reply["error"] and reply["request_id"] == "1"  # Nuclio's event id

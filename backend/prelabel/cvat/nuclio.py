@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import traceback
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,14 @@ def handle(context: Any, event: Any) -> Any:
     except PrelabelError as exc:
         context.logger.warn_with("prelabel: bad request", error=str(exc))
         return _reply(context, 400, {"error": str(exc)})
-    except Exception as exc:  # a reply with the reason beats a bare 500 from the runtime
-        context.logger.error_with("prelabel: request failed", error=repr(exc), traceback=traceback.format_exc())
-        return _reply(context, 500, {"error": f"prelabel failed: {exc.__class__.__name__}: {exc}"})
+    except Exception as exc:  # a bug: a reply with the reason and the id of its logged traceback, not a bare 500
+        event_id = getattr(event, "id", None)  # bytes from nuclio-sdk's raw msgpack deserializer
+        request_id = (event_id.decode(errors="replace") if isinstance(event_id, bytes) else str(event_id or "")) \
+            or uuid.uuid4().hex
+        context.logger.error_with("prelabel: request failed (a bug, please report it)", request_id=request_id,
+                                  error=repr(exc), traceback=traceback.format_exc())
+        return _reply(context, 500, {"error": f"prelabel failed: {exc.__class__.__name__}: {exc}",
+                                     "request_id": request_id})
     return _reply(context, 200, result)
 
 
