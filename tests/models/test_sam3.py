@@ -85,7 +85,7 @@ def test_mask_and_box_post_processing_by_hand():
     logits = torch.tensor([[[2.0, 0.5], [-0.5, -2.0]]])
     assert stability_score(logits).item() == pytest.approx(1 / 3)  # 1 pixel > +1, 3 pixels > -1
     masks = upsample_mask_logits(torch.tensor([[[3.0, 3.0], [-3.0, -3.0]]]), (4, 6))
-    assert masks.shape == (1, 4, 6) and masks[0, :2].all() and not masks[0, 2:].any()
+    assert masks.shape == (1, 4, 6) and masks[0][:2].all() and not masks[0][2:].any()
     np.testing.assert_allclose(boxes_to_pixels(np.array([[0.1, 0.2, 0.5, 1.2]]), 200, 100), [[20, 20, 100, 100]])
     np.testing.assert_allclose(pixel_boxes_to_cxcywh(np.array([[20, 20, 100, 100]]), 200, 100).numpy(),
                                [[0.3, 0.6, 0.4, 0.8]], atol=1e-6)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from prelabel.core.features import FEATURES
-from prelabel.core.geometry import mask_to_rle, rle_to_mask
+from prelabel.core.geometry import rle_to_mask
+from prelabel.core.masks import Masks
 
 # Named sub-columns of 2-D per-region data (written as {name: value} in JSON).
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {"features": FEATURES}
@@ -26,7 +27,8 @@ class Regions:
         boxes_xyxy: ``(N, 4)`` float32 boxes ``[x1, y1, x2, y2]``, clipped to the image.
         scores: ``(N,)`` detector confidence in ``[0, 1]``.
         label_ids: ``(N,)`` int64 indices into ``label_names``.
-        masks: optional ``(N, H, W)`` bool masks.
+        masks: optional :class:`~prelabel.core.masks.Masks`, each region's mask as the crop of its box (an
+            ``(N, H, W)`` bool array given here is cropped); ``masks[i]`` is region ``i``'s full-frame mask.
         data: extra per-region columns, each ``(N,)`` or ``(N, K)`` (as supervision's ``Detections.data``):
             ``mask_score`` (the segmenter's predicted IoU), ``uncertainty`` (``1 - confidence``; higher means
             a human should look first), ``features`` (the uncertainty signals, columns named by
@@ -39,7 +41,7 @@ class Regions:
     boxes_xyxy: np.ndarray
     scores: np.ndarray
     label_ids: np.ndarray
-    masks: np.ndarray | None = None
+    masks: Masks | None = None
     data: Mapping[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -64,7 +66,7 @@ class Regions:
         if n and ((self.scores < 0) | (self.scores > 1)).any():
             raise ValueError("scores must lie in [0, 1]")
         if self.masks is not None:
-            masks = np.asarray(self.masks, dtype=bool)
+            masks = self.masks if isinstance(self.masks, Masks) else Masks.from_dense(self.masks)
             if masks.shape != (n, height, width):
                 raise ValueError(f"masks must have shape {(n, height, width)}, got {masks.shape}")
             object.__setattr__(self, "masks", masks)
@@ -108,7 +110,7 @@ class Regions:
             boxes_xyxy=self.boxes_xyxy[keep],
             scores=self.scores[keep],
             label_ids=self.label_ids[keep],
-            masks=None if self.masks is None else self.masks[keep],
+            masks=None if self.masks is None else self.masks.select(keep),
             data={name: value[keep] for name, value in self.data.items()},
         )
 
@@ -117,7 +119,7 @@ class Regions:
         data = {**self.data, **columns}
         return replace(self, data={k: v for k, v in data.items() if v is not None})
 
-    def with_masks(self, masks: np.ndarray, mask_scores: np.ndarray) -> Regions:
+    def with_masks(self, masks: Masks | np.ndarray, mask_scores: np.ndarray) -> Regions:
         """A copy carrying segmentation masks and their quality scores."""
         return replace(self, masks=masks).with_data(mask_score=mask_scores)
 
@@ -133,7 +135,7 @@ class Regions:
             for name, column in self.data.items():
                 region[name] = _json_value(name, column[i])
             if include_masks and self.masks is not None:
-                region["mask_rle"] = mask_to_rle(self.masks[i])
+                region["mask_rle"] = self.masks.rle(i)
             regions.append(region)
         return {"image_size": list(self.image_size), "label_names": list(self.label_names), "meta": self.meta,
                 "regions": regions}
@@ -148,8 +150,8 @@ class Regions:
         data = {name: np.array([_array_value(name, r[name]) for r in regions], dtype=np.float32)
                 for name in sorted(columns) if all(name in r for r in regions)}
         masks = None
-        if regions and all("mask_rle" in r for r in regions):
-            masks = np.stack([rle_to_mask(r["mask_rle"]) for r in regions])
+        if regions and all("mask_rle" in r for r in regions):  # decoded one full frame at a time
+            masks = Masks.from_placed((int(width), int(height)), ((0, 0, rle_to_mask(r["mask_rle"])) for r in regions))
         return cls(
             (int(width), int(height)), names,
             np.array([r["box_xyxy"] for r in regions], dtype=np.float32).reshape(-1, 4),

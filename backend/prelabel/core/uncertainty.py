@@ -17,7 +17,7 @@ from scipy.special import expit
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.features import FEATURES
-from prelabel.core.geometry import box_iou, mask_to_box
+from prelabel.core.geometry import box_iou
 from prelabel.core.regions import Regions
 
 
@@ -31,7 +31,7 @@ def region_features(regions: Regions, thresholds: Sequence[float]) -> np.ndarray
     margin = np.clip((scores - cut) / np.maximum(1.0 - cut, 1e-6), 0.0, 1.0)
     if regions.masks is not None and regions.mask_scores is not None:
         mask_score = regions.mask_scores.astype(np.float64)
-        mask_boxes = mask_to_box(regions.masks)
+        mask_boxes = regions.masks.boxes()
         agreement = np.diag(box_iou(regions.boxes_xyxy, mask_boxes))
     else:
         mask_score, agreement = np.ones(n), np.ones(n)

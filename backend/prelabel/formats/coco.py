@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from prelabel.core.geometry import mask_to_polygons, mask_to_rle, xyxy_to_xywh
+from prelabel.core.geometry import xyxy_to_xywh
 from prelabel.core.regions import Regions
 
 Segmentation = Literal["polygon", "rle", "none"]
@@ -47,17 +47,17 @@ def coco_document(
 def _annotation(regions: Regions, i: int, segmentation: Segmentation) -> dict[str, Any] | None:
     box = [round(float(v), 2) for v in xyxy_to_xywh(regions.boxes_xyxy[i])[0]]
     annotation: dict[str, Any] = {"bbox": box, "area": round(box[2] * box[3], 2), "iscrowd": 0}
-    mask = None if regions.masks is None else regions.masks[i]
-    if segmentation == "none" or mask is None or not mask.any():
+    area = 0 if regions.masks is None else int(regions.masks.crops[i].sum())
+    if segmentation == "none" or area == 0:
         if segmentation == "polygon":  # polygon consumers (CVAT) need a shape: the box outline
             x, y, w, h = box
             annotation["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
         return annotation
-    annotation["area"] = int(mask.sum())
+    annotation["area"] = area
     if segmentation == "rle":
-        annotation["segmentation"] = mask_to_rle(mask)
+        annotation["segmentation"] = regions.masks.rle(i)
         return annotation
-    polygons = mask_to_polygons(mask, parts="all")
+    polygons = regions.masks.polygons(i, parts="all")
     if not polygons:
         return None
     annotation["segmentation"] = [[round(float(v), 2) for v in polygon.ravel()] for polygon in polygons]

@@ -9,7 +9,6 @@ from typing import Literal
 
 import yaml
 
-from prelabel.core.geometry import mask_to_polygons
 from prelabel.core.regions import Regions
 
 YoloTask = Literal["detect", "segment"]
@@ -26,7 +25,7 @@ def yolo_lines(regions: Regions, task: YoloTask) -> list[str]:
         if task == "detect":
             values = [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]
         else:
-            polygons = mask_to_polygons(regions.masks[i]) if regions.masks is not None else []
+            polygons = regions.masks.polygons(i) if regions.masks is not None else []
             points = polygons[0] if polygons else [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
             values = [v for x, y in points for v in (float(x) / width, float(y) / height)]
         lines.append(" ".join([str(cls), *(f"{v:.6f}" for v in values)]))

@@ -11,7 +11,7 @@ import numpy as np
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.features import feature_dict
-from prelabel.core.geometry import mask_to_box, mask_to_polygons, polygon_to_mask
+from prelabel.core.geometry import mask_to_box, polygon_to_mask
 from prelabel.core.model_version import PATTERN as MODEL_VERSION
 from prelabel.core.parsing import finite, integer
 from prelabel.core.regions import Regions
@@ -86,15 +86,15 @@ def _value(regions: Regions, i: int, control: Control, tolerance: float, max_ver
         x1, y1, x2, y2 = (float(v) for v in regions.boxes_xyxy[i])
         return {"x": 100 * x1 / width, "y": 100 * y1 / height, "width": 100 * (x2 - x1) / width,
                 "height": 100 * (y2 - y1) / height, "rotation": 0}
-    if regions.masks is None or not regions.masks[i].any():
+    if regions.masks is None or not regions.masks.crops[i].any():
         return None
     if control.tag == "PolygonLabels":
-        polygons = mask_to_polygons(regions.masks[i], tolerance=tolerance, max_vertices=max_vertices)
+        polygons = regions.masks.polygons(i, tolerance=tolerance, max_vertices=max_vertices)
         if not polygons:
             return None
         points = polygons[0] / np.array([width, height], dtype=np.float32) * 100
         return {"points": points.round(3).tolist(), "closed": True}
-    return {"format": "rle", "rle": mask_to_brush_rle(regions.masks[i])}
+    return {"format": "rle", "rle": mask_to_brush_rle(regions.masks[i])}  # Label Studio's format is full-frame
 
 
 def mask_to_brush_rle(mask: np.ndarray) -> list[int]:

@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from prelabel.core.labels import LabelPrompt
+from prelabel.core.masks import Masks
 from prelabel.core.regions import Regions
 
 
@@ -31,8 +32,8 @@ class Segmenter(Protocol):
     random_weights: bool
     encoder_calls: int
 
-    def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(N, H, W)`` bool masks and ``(N,)`` predicted IoU for pixel boxes, decoded in one call."""
+    def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[Masks, np.ndarray]:
+        """One mask per pixel box (kept as box crops) and ``(N,)`` predicted IoU, decoded in one call."""
         ...
 
     def segment_points(

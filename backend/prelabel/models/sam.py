@@ -11,6 +11,7 @@ import torch
 from transformers import SamModel, SamProcessor
 
 from prelabel.core.errors import BadRequest
+from prelabel.core.masks import Masks
 from prelabel.models.cache import LRUBytesCache, image_key
 from prelabel.models.sam_decoder import FastBoxDecoder
 
@@ -88,7 +89,7 @@ class SamSegmenter:
             tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
         )
 
-    def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[Masks, np.ndarray]:
         """Masks ``(N, H, W)`` and predicted IoU ``(N,)`` for all boxes of an image in one decoder call."""
         height, width = image.shape[:2]
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
@@ -130,7 +131,7 @@ class SamSegmenter:
         return (xy * np.array([new_w / width, new_h / height], dtype=np.float32)).astype(np.float32)
 
     @torch.inference_mode()
-    def _decode(self, embedding: ImageEmbedding, **prompts: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, embedding: ImageEmbedding, **prompts: torch.Tensor) -> tuple[Masks, np.ndarray]:
         prompts = {k: v.to(self.device) if k == "input_labels" else v.to(self.device, self.dtype) for k, v in prompts.items()}
         out = self.model(image_embeddings=embedding.embeddings, multimask_output=self.multimask, **prompts)
         iou = out.iou_scores[0].float()  # (N, M)
@@ -139,24 +140,25 @@ class SamSegmenter:
         low_res = out.pred_masks[0][rows, best].float()  # (N, h, w): upsample only the chosen masks
         return self.upsample_masks(low_res.cpu(), embedding), iou[rows, best].clamp(0, 1).cpu().numpy()
 
-    def upsample_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
-        """Low-resolution mask logits ``(N, h, w)`` to ``(N, H, W)`` bool masks on the original image."""
+    def upsample_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> Masks:
+        """Low-resolution mask logits ``(N, h, w)`` to the masks on the original image."""
         size = self.image_processor.pad_size
         return logits_to_masks(low_res, embedding.original_size, (size["height"], size["width"]),
                                embedding.reshaped_size)
 
 
 def logits_to_masks(low_res: torch.Tensor, original_size: tuple[int, int], padded_size: tuple[int, int] | None = None,
-                    reshaped_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Mask logits ``(N, h, w)`` to bool masks ``(N, H, W)`` as transformers' ``post_process_masks`` makes them
-    (bilinear to the padded input, crop to the resized image, bilinear to the original size, ``> 0``), one mask at
-    a time: the peak is the bool result plus one mask's logits, whatever N and the image size."""
+                    reshaped_size: tuple[int, int] | None = None) -> Masks:
+    """Mask logits ``(N, h, w)`` to masks as transformers' ``post_process_masks`` makes them (bilinear to the padded
+    input, crop to the resized image, bilinear to the original size, ``> 0``), one mask at a time, each kept as the
+    crop of its box: the peak is one mask's full-size logits plus the crops, whatever N and the image size."""
     height, width = original_size
-    masks = np.zeros((len(low_res), height, width), dtype=bool)
-    for logits, mask in zip(low_res.float().numpy(), masks):
+
+    def upsampled(logits: np.ndarray) -> np.ndarray:
         if padded_size is not None:
             logits = cv2.resize(logits, padded_size[::-1], interpolation=cv2.INTER_LINEAR)
             if reshaped_size is not None:
                 logits = np.ascontiguousarray(logits[:reshaped_size[0], :reshaped_size[1]])
-        np.greater(cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR), 0, out=mask)
-    return masks
+        return cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0
+
+    return Masks.from_placed((width, height), ((0, 0, upsampled(logits)) for logits in low_res.float().numpy()))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from transformers import Sam2Model
 
+from prelabel.core.masks import Masks
 from prelabel.models.sam import ImageEmbedding, ImageEncoder, SamSegmenter, logits_to_masks
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -48,6 +49,6 @@ class Sam2Segmenter(SamSegmenter):
         pixel_values = torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))[None]
         return pixel_values, (height, width), (self.side, self.side)
 
-    def upsample_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> np.ndarray:
+    def upsample_masks(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> Masks:
         """Mask logits to the original size (SAM 2 has no padding to crop)."""
         return logits_to_masks(low_res, embedding.original_size)

@@ -38,6 +38,7 @@ from transformers import Sam3Model, Sam3TrackerModel
 from prelabel.core.errors import BadRequest, PrelabelError
 from prelabel.core.geometry import clip_boxes
 from prelabel.core.labels import LabelError, LabelPrompt
+from prelabel.core.masks import Masks
 from prelabel.core.regions import Regions
 from prelabel.models.cache import LRUBytesCache, image_key
 from prelabel.models.sam import ImageEmbedding, SamSegmenter
@@ -179,15 +180,16 @@ def stability_score(mask_logits: torch.Tensor, offset: float = STABILITY_OFFSET)
     return torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(outer))
 
 
-def upsample_mask_logits(mask_logits: torch.Tensor, size: tuple[int, int], threshold: float = 0.5) -> np.ndarray:
-    """Low-resolution mask logits ``(N, h, w)`` to ``(N, H, W)`` bool masks, as transformers does it.
+def upsample_mask_logits(mask_logits: torch.Tensor, size: tuple[int, int], threshold: float = 0.5) -> Masks:
+    """Low-resolution mask logits ``(N, h, w)`` to ``(H, W)`` masks as transformers does it, one at a time, each kept
+    as the crop of its box.
 
     ``post_process_instance_segmentation``: sigmoid, bilinear to the image size, ``> mask_threshold``.
     """
-    if len(mask_logits) == 0:
-        return np.zeros((0, *size), dtype=bool)
-    probs = F.interpolate(mask_logits.float().sigmoid()[None], size, mode="bilinear", align_corners=False)[0]
-    return (probs > threshold).numpy()
+    probs = mask_logits.float().sigmoid()
+    return Masks.from_placed(size[::-1], (
+        (0, 0, (F.interpolate(prob[None, None], size, mode="bilinear", align_corners=False)[0, 0] > threshold).numpy())
+        for prob in probs))
 
 
 def boxes_to_pixels(boxes_xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -444,7 +446,7 @@ class Sam3ConceptSegmenter:
         """One mask from clicks (1 = object, 0 = background) and/or a box, by the SAM 3 tracker."""
         return self._clicker().segment_points(image, points, point_labels, box_xyxy)
 
-    def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def segment_boxes(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[Masks, np.ndarray]:
         """One tracker mask per pixel box (SAM-style box prompts), decoded in one call."""
         return self._clicker().segment_boxes(image, boxes_xyxy)
 

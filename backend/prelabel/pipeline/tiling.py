@@ -10,6 +10,7 @@ import numpy as np
 from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import nms_per_label
 from prelabel.core.labels import LabelPrompt
+from prelabel.core.masks import Masks
 from prelabel.core.regions import Regions
 from prelabel.pipeline.labeler import Labeler
 
@@ -44,7 +45,9 @@ def predict_tiled(
     then class-aware NMS. Objects larger than the overlap can stay split: choose ``overlap * size`` above
     the largest object."""
     height, width = image.shape[:2]
-    boxes, scores, label_ids, truncated, mask_scores, crops = [], [], [], [], [], []
+    boxes, scores, label_ids, truncated, mask_scores = [], [], [], [], []
+    crops: list[np.ndarray] = []  # every tile region's mask crop, kept (not a full frame) until the merge
+    origins: list[np.ndarray] = []
     names: tuple[str, ...] = tuple(label.name for label in labels)
     meta: dict = {}
     for x1, y1, x2, y2 in tile_windows(width, height, size, overlap):
@@ -60,7 +63,8 @@ def predict_tiled(
         truncated.append((touches & inner).any(axis=1))
         if part.masks is not None:
             mask_scores.append(part.mask_scores)
-            crops.extend((x1, y1, mask) for mask in part.masks)
+            crops.extend(part.masks.crops)
+            origins.append(part.masks.origins + [x1, y1])
     merged = Regions(
         (width, height), names, np.concatenate(boxes), np.concatenate(scores), np.concatenate(label_ids),
         data={"mask_score": np.concatenate(mask_scores)} if mask_scores else {},
@@ -70,11 +74,8 @@ def predict_tiled(
     keep = candidates[nms_per_label(within.boxes_xyxy, within.scores, within.label_ids, labeler.config.nms_iou)]
     keep = keep[: labeler.config.max_detections]
     merged = merged.select(keep)
-    if crops:
-        masks = np.zeros((len(keep), height, width), dtype=bool)
-        for out, index in enumerate(keep):
-            x, y, crop = crops[index]
-            masks[out, y:y + crop.shape[0], x:x + crop.shape[1]] = crop
+    if origins:
+        masks = Masks((width, height), tuple(crops[i] for i in keep), np.concatenate(origins)[keep])
         merged = merged.with_masks(masks, merged.mask_scores)
     return replace(merged, meta={**meta, "tiles": len(boxes)})
 
