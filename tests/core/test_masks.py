@@ -55,3 +55,28 @@ def test_crops_outside_the_image_or_not_bool_are_refused():
         Masks((10, 10), (np.ones((3, 3), bool),), np.array([[8, 0]]))
     with pytest.raises(ValueError, match="bool"):
         Masks((10, 10), (np.ones((3, 3), np.uint8),), np.array([[0, 0]]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rles_decode_straight_into_crops(seed):
+    dense = blobs(seed)
+    rles = [mask_to_rle(frame) for frame in dense]
+    listed = [{"size": r["size"], "counts": mask_utils_counts(frame)} for r, frame in zip(rles, dense, strict=True)]
+    for source in (rles, listed):
+        masks = Masks.from_rles((53, 37), source)
+        assert np.array_equal(masks.dense(), dense)
+        assert np.array_equal(masks.boxes(), Masks.from_dense(dense).boxes())
+
+
+def mask_utils_counts(frame: np.ndarray) -> list[int]:
+    """Uncompressed COCO counts of a mask (column-major runs, zeros first)."""
+    flat = np.concatenate([[0], frame.T.ravel().astype(np.int8), [0]])
+    changes = np.flatnonzero(np.diff(flat)) + 0
+    bounds = np.concatenate([[0], changes, [frame.size]])
+    counts = np.diff(bounds).tolist()
+    return counts[:-1] if len(counts) > 1 and counts[-1] == 0 else counts
+
+
+def test_an_rle_of_another_size_is_refused():
+    with pytest.raises(ValueError, match="size"):
+        Masks.from_rles((10, 10), [mask_to_rle(np.zeros((5, 10), bool))])

@@ -13,6 +13,7 @@ from prelabel.batch.records import record_regions
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
 from prelabel.formats.coco import Segmentation, coco_document
+from prelabel.formats.json_stream import write_json
 from prelabel.formats.yolo import YoloTask, write_yolo_dataset
 from prelabel.labelstudio.config import LabelConfig, parse_label_config
 from prelabel.labelstudio.results import prediction
@@ -44,28 +45,35 @@ def write_outputs(
     image_url_prefix: str = "",
     review_threshold: float = 0.45,
 ) -> dict[str, Path]:
-    """Write the chosen formats and ``errors.jsonl``; returns the written paths by format."""
+    """Write the chosen formats and ``errors.jsonl``; returns the written paths by format.
+
+    Streamed: each format is written one image at a time, its regions decoded from the checkpoint record (masks as
+    box crops) while that image is written, so the memory is one image's regions whatever the run's size.
+    """
     ordered = [records[key] for key in sorted(records)]
-    done = [(record, record_regions(record)) for record in ordered if "error" not in record]
+    done = [record for record in ordered if "error" not in record]
     names = [label.name for label in labels]
     written = {"errors": out_dir / FILES["errors"]}
     written["errors"].write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered if "error" in r),
                                  encoding="utf-8")
     info = _info(done)
+    images = [(r["key"], (int(r["image_size"][0]), int(r["image_size"][1]))) for r in done]
     if "coco" in formats:
-        document = coco_document([(r["key"], g) for r, g in done], names, coco_segmentation, True, info)
-        written["coco"] = _write_json(out_dir / FILES["coco"], document)
+        document = coco_document(images, map(record_regions, done), names, coco_segmentation, True, info)
+        written["coco"] = write_json(out_dir / FILES["coco"], document)
     if "coco-polygons" in formats:  # COCO with polygon segmentations, as CVAT's "COCO 1.0" import wants
-        document = coco_document([(r["key"], g) for r, g in done], names, "polygon", False, info)
-        written["coco-polygons"] = _write_json(out_dir / FILES["coco-polygons"], document)
+        document = coco_document(images, map(record_regions, done), names, "polygon", False, info)
+        written["coco-polygons"] = write_json(out_dir / FILES["coco-polygons"], document)
     if "labelstudio" in formats:
-        tasks = [labelstudio_task(r, g, labelstudio_config, image_url_prefix, review_threshold) for r, g in done]
-        written["labelstudio"] = _write_json(out_dir / FILES["labelstudio"], tasks)
+        tasks = (labelstudio_task(r, record_regions(r), labelstudio_config, image_url_prefix, review_threshold)
+                 for r in done)
+        written["labelstudio"] = write_json(out_dir / FILES["labelstudio"], tasks)
     if "yolo" in formats:
-        local = [(r["key"], r["uri"], g) for r, g in done if r["task_id"] is None and "://" not in r["uri"]]
+        local = [r for r in done if r["task_id"] is None and "://" not in r["uri"]]
         if len(local) < len(done):
             log.warning("YOLO dataset: %d remote image(s) left out (it links local files only)", len(done) - len(local))
-        write_yolo_dataset(out_dir / FILES["yolo"], local, names, yolo_task)
+        write_yolo_dataset(out_dir / FILES["yolo"], ((r["key"], r["uri"], record_regions(r)) for r in local), names,
+                           yolo_task)
         written["yolo"] = out_dir / FILES["yolo"]
     return written
 
@@ -85,13 +93,9 @@ def labelstudio_config_for(xml: str | None, labels: Sequence[LabelPrompt], with_
     return xml, parse_label_config(xml, {label.name: label for label in labels})
 
 
-def _info(done: list[tuple[dict[str, Any], Regions]]) -> dict[str, Any]:
-    versions = sorted({r["model_version"] for r, _ in done})
-    random = any(r["random_weights"] for r, _ in done)
+def _info(done: list[dict[str, Any]]) -> dict[str, Any]:
+    versions = sorted({r["model_version"] for r in done})
+    random = any(r["random_weights"] for r in done)
     description = "prelabel pre-annotations" + (" (RANDOM WEIGHTS: not real predictions)" if random else "")
     return {"description": description, "model_version": ",".join(versions), "random_weights": random}
 
-
-def _write_json(path: Path, document: Any) -> Path:
-    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    return path

@@ -65,6 +65,35 @@ class Masks:
             origins.append((x + x1, y + y1) if x2 > x1 else (0, 0))
         return cls(size, tuple(crops), np.array(origins, dtype=np.int64).reshape(-1, 2))
 
+    @classmethod
+    def from_rles(cls, size: tuple[int, int], rles: Iterable[dict[str, Any]]) -> Masks:
+        """Masks from full-frame COCO RLEs (compressed or list counts), each decoded straight into its crop: the
+        memory is the columns its box spans, never the full frame."""
+        width, height = size
+        crops, origins = [], []
+        for rle in rles:
+            if list(rle["size"]) != [height, width]:
+                raise ValueError(f"an RLE of size {rle['size']} on a {width}x{height} image")
+            counts = np.asarray(rle["counts"] if isinstance(rle["counts"], list) else _counts(rle["counts"]), np.int64)
+            if counts.sum() != width * height:
+                raise ValueError(f"RLE counts add up to {counts.sum()}, not {width}x{height}")
+            edges = np.cumsum(counts)  # runs alternate: zeros [0, e0), ones [e0, e1), zeros [e1, e2), ...
+            starts, ends = edges[0::2][: len(edges) // 2], edges[1::2]
+            starts, ends = starts[ends > starts], ends[ends > starts]
+            if not len(starts):
+                crops.append(np.zeros((0, 0), dtype=bool))
+                origins.append((0, 0))
+                continue
+            x1, x2 = int(starts[0]) // height, (int(ends[-1]) - 1) // height + 1
+            delta = np.zeros((x2 - x1) * height + 1, dtype=np.int8)  # runs never overlap: sums stay 0 or 1
+            np.add.at(delta, starts - x1 * height, 1)
+            np.add.at(delta, ends - x1 * height, -1)
+            strip = np.cumsum(delta[:-1], dtype=np.int8).view(bool).reshape(x2 - x1, height).T  # (H, x1..x2)
+            rows = np.flatnonzero(strip.any(axis=1))
+            crops.append(np.ascontiguousarray(strip[rows[0]:rows[-1] + 1]))
+            origins.append((x1, int(rows[0])))
+        return cls(size, tuple(crops), np.array(origins, dtype=np.int64).reshape(-1, 2))
+
     def __len__(self) -> int:
         return len(self.crops)
 
@@ -135,3 +164,22 @@ class Masks:
         width, height = self.size
         offset = self.origins[index] - 1
         return [np.clip(polygon + offset, 0, [width, height]).astype(np.float32) for polygon in polygons]
+
+
+def _counts(text: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``, which it does not export):
+    each count in 5-bit groups offset by 48, bit 6 = more groups, sign-extended; from the third on, a delta to the
+    count two before."""
+    counts: list[int] = []
+    value = shift = 0
+    for char in text:
+        code = ord(char) - 48
+        value |= (code & 0x1F) << shift
+        shift += 5
+        if code & 0x20:
+            continue
+        if code & 0x10:
+            value |= -1 << shift
+        counts.append(value + counts[-2] if len(counts) > 2 else value)
+        value = shift = 0
+    return counts

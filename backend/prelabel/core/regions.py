@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from prelabel.core.features import FEATURES
-from prelabel.core.geometry import rle_to_mask
 from prelabel.core.masks import Masks
 
 # Named sub-columns of 2-D per-region data (written as {name: value} in JSON).
@@ -150,8 +149,8 @@ class Regions:
         data = {name: np.array([_array_value(name, r[name]) for r in regions], dtype=np.float32)
                 for name in sorted(columns) if all(name in r for r in regions)}
         masks = None
-        if regions and all("mask_rle" in r for r in regions):  # decoded one full frame at a time
-            masks = Masks.from_placed((int(width), int(height)), ((0, 0, rle_to_mask(r["mask_rle"])) for r in regions))
+        if regions and all("mask_rle" in r for r in regions):
+            masks = Masks.from_rles((int(width), int(height)), (r["mask_rle"] for r in regions))
         return cls(
             (int(width), int(height)), names,
             np.array([r["box_xyxy"] for r in regions], dtype=np.float32).reshape(-1, 4),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -33,11 +33,13 @@ def yolo_lines(regions: Regions, task: YoloTask) -> list[str]:
 
 
 def write_yolo_dataset(
-    root: Path, images: Sequence[tuple[str, str, Regions]], label_names: Sequence[str], task: YoloTask,
+    root: Path, images: Iterable[tuple[str, str, Regions]], label_names: Sequence[str], task: YoloTask,
 ) -> int:
     """Write ``root/data.yaml``, ``root/labels/<key>.txt`` and ``root/images/<key>`` links to local files
-    for each ``(key, local_path, regions)``. Returns how many images were written."""
+    for each ``(key, local_path, regions)``, one image at a time. Returns how many images were written."""
+    count = 0
     for key, path, regions in images:
+        count += 1
         image_link = root / "images" / key
         label_file = (root / "labels" / key).with_suffix(".txt")
         image_link.parent.mkdir(parents=True, exist_ok=True)
@@ -50,4 +52,4 @@ def write_yolo_dataset(
     data = {"train": "images", "val": "images", "task": task,
             "names": dict(enumerate(label_names))}
     (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return len(images)
+    return count
