@@ -18,7 +18,7 @@ from prelabel.cli import main
 def test_quick_bench_prints_the_table_and_writes_json_and_markdown(tmp_path):
     out = tmp_path / "bench"
     sections = ("mainjob,throughput,click,decoder,memory,runtimes,detector_runtimes,half,segmenters,profile,floor,"
-                "detectors,video")
+                "detectors,video,large_image")
     command = [sys.executable, "-m", "prelabel.cli", "bench", "--quick", "--requests", "10", "--repeats", "1",
                "--sections", sections, "--out", str(out)]
     env = {**os.environ, "PRELABEL_RUNTIME_CACHE": str(tmp_path / "converted")}
@@ -52,6 +52,9 @@ def test_quick_bench_prints_the_table_and_writes_json_and_markdown(tmp_path):
     assert by_metric["Grounding DINO work per image"]["value"] > 0 and by_metric["matmul peak, fp32"]["value"] > 0
     assert "cpu_features" in document["environment"]
     assert by_metric["box IoU vs fp32, Grounding DINO bf16"]["note"].count("0 queries with NaN") == 1
+    large = by_metric["peak RSS rise, labeling a 64 MP image, 25 regions, --tile 1024"]
+    assert large["met"] is True and "full-frame masks would be" in large["note"]
+    assert document["details"]["large_image"]["tiles"] == 100
     markdown = out.with_suffix(".md").read_text()
     assert "| throughput | mix speed-up vs naive" in markdown and "### Profile: sam_image_encoder" in markdown
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from transformers import SamProcessor
 
 from prelabel.batch.checkpoint import Checkpoint
-from prelabel.batch.outputs import labelstudio_config_for, write_outputs
+from prelabel.batch.outputs import FORMATS, labelstudio_config_for, write_outputs
 from prelabel.batch.runner import BatchOptions, label_item
 from prelabel.batch.sources import ImageItem
 from prelabel.bench.hardware import count_flops, cpu_features, matmul_peak
@@ -48,6 +48,7 @@ from prelabel.models.runtimes import openvino_available
 from prelabel.models.sam import ImageEmbedding, SamSegmenter
 from prelabel.pipeline import Labeler, build_labeler
 from prelabel.pipeline.build import forget_loaded_models
+from prelabel.pipeline.tiling import tile_windows
 from prelabel.settings import Settings
 
 
@@ -269,6 +270,55 @@ def _mainjob_at(b: Bench, count: int) -> dict:
             f"{median(times['naive']):.2f} s"),
     )
     return {"seconds": times, "regions": regions}
+
+
+LARGE_SIDE = 8000  # a 64 MP drone / aerial photo
+LARGE_TILE = 1024
+
+
+def large_image(b: Bench) -> None:
+    """A 64 MP photo through the batch path with ``--tile 1024``: labeling (the checkpoint record included), then
+    every output format; the time and the peak RSS rise of each, next to the full-frame masks they no longer hold."""
+    count = max(b.region_counts)
+    labeler = Labeler(b.labeler.detector, b.labeler.segmenter, replace(b.labeler.config, max_detections=count),
+                      b.labeler.dtype, b.labeler.tracker)
+    image = cv2.resize(b.images[0].pixels, (LARGE_SIDE, LARGE_SIDE), interpolation=cv2.INTER_LINEAR)
+    item = ImageItem("large.jpg", "large.jpg")
+    options = BatchOptions(with_masks=True, tile=LARGE_TILE)
+    _, config = labelstudio_config_for(None, b.labels, True)
+    out_dir = Path(tempfile.mkdtemp(prefix="prelabel-bench-large-"))
+    record: dict = {}
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, run: Callable[[], object]) -> Callable[[], None]:
+        def go() -> None:
+            started = time.perf_counter()
+            run()
+            seconds[name] = time.perf_counter() - started
+        return go
+
+    try:
+        gc.collect()
+        label_mb = peak_rss_during(timed("label", lambda: record.update(
+            label_item(labeler, b.labels, options, item, lambda _item: image))))
+        gc.collect()
+        outputs_mb = peak_rss_during(timed("outputs", lambda: write_outputs(out_dir, {item.key: record}, b.labels,
+                                                                            FORMATS, config)))
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    regions = len(record.get("regions", []))
+    full_frame_mb = regions * LARGE_SIDE * LARGE_SIDE / 1024**2
+    tiles = len(tile_windows(LARGE_SIDE, LARGE_SIDE, LARGE_TILE, options.overlap))
+    b.report.add(
+        Row("large_image", f"peak RSS rise, labeling a 64 MP image, {regions} regions, --tile {LARGE_TILE}", label_mb,
+            "MiB", ("<=", 2048.0), f"{seconds['label']:.1f} s for {tiles} tiles; the image itself is "
+            f"{image.nbytes / 1024**2:.0f} MiB; full-frame masks would be {full_frame_mb:.0f} MiB"),
+        Row("large_image", f"peak RSS rise, writing every output format of it ({', '.join(FORMATS)})", outputs_mb,
+            "MiB", ("<=", 1024.0), f"{seconds['outputs']:.1f} s, regions decoded from the checkpoint record into "
+            f"box crops"),
+    )
+    b.report.details["large_image"] = {"seconds": seconds, "regions": regions, "tiles": tiles,
+                                       "peak_rise_mb": {"label": label_mb, "outputs": outputs_mb}}
 
 
 def _count_model_flops(b: Bench) -> None:
@@ -800,5 +850,5 @@ def video(b: Bench) -> None:
 SECTIONS: dict[str, Callable[[Bench], None]] = {
     "mainjob": mainjob, "throughput": throughput, "click": click, "decoder": decoder, "memory": memory,
     "runtimes": runtimes, "half": half, "segmenters": segmenters, "profile": profile, "floor": floor,
-    "detectors": detectors, "video": video, "detector_runtimes": detector_runtimes,
+    "detectors": detectors, "video": video, "detector_runtimes": detector_runtimes, "large_image": large_image,
 }

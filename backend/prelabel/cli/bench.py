@@ -19,10 +19,11 @@ from prelabel.settings import Settings
 log = logging.getLogger(__name__)
 
 SECTION_NAMES = ("mainjob", "throughput", "click", "decoder", "memory", "runtimes", "detector_runtimes", "half",
-                 "segmenters", "profile", "floor", "detectors", "video")
+                 "segmenters", "profile", "floor", "detectors", "video", "large_image")
 # Not in a default run (which stays under 10 minutes on 2 CPU cores): emulated bf16 takes minutes per forward,
-# SAM 3 at full size minutes per image, and a video's keyframes one full detector pass each.
-OPT_IN = ("half", "detectors", "video")
+# SAM 3 at full size minutes per image, a video's keyframes one full detector pass each, and a 64 MP image's
+# 100 tiles as many.
+OPT_IN = ("half", "detectors", "video", "large_image")
 FULL_FAMILIES = ("random-full-slimsam-50", "random-full-slimsam-77", "random-full-sam2-tiny", "random-full-sam2-small")
 IMAGES = ("chelsea.jpg", "astronaut.jpg", "coffee.jpg", "rocket.jpg")  # bundled photos (assets/LICENSES.md)
 LABELS = "cat,person,cup=coffee cup|mug,rocket"
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     bench.add_argument("--quick", action="store_true", help="smoke run on random-tiny models (seconds)")
     bench.add_argument("--sections", default=None,
                        help=f"comma-separated, from {','.join(SECTION_NAMES)} (default: all but 'detectors' (every "
-                            f"detector family side by side; SAM 3 takes minutes per image on a CPU) and 'video', and "
+                            f"detector family side by side; SAM 3 takes minutes per image on a CPU), 'video' and "
+                            f"'large_image' (100 tiles of a 64 MP photo), and "
                             f"'half' only where the device has native fp16/bf16 kernels)")
     bench.add_argument("--repeats", type=int, default=2, help="interleaved repeats per comparison (median)")
     bench.add_argument("--clicks", type=int, default=5, help="interactive clicks per image in the realistic mix")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import nms_per_label
@@ -46,8 +47,8 @@ def predict_tiled(
     the largest object."""
     height, width = image.shape[:2]
     boxes, scores, label_ids, truncated, mask_scores = [], [], [], [], []
-    crops: list[np.ndarray] = []  # every tile region's mask crop, kept (not a full frame) until the merge
-    origins: list[np.ndarray] = []
+    crops: list[dict] = []  # every tile region's mask crop as COCO RLE until the merge picks the kept ones:
+    origins: list[np.ndarray] = []  # 64 tiles x 100 regions of up to a tile each would be gigabytes as arrays
     names: tuple[str, ...] = tuple(label.name for label in labels)
     meta: dict = {}
     for x1, y1, x2, y2 in tile_windows(width, height, size, overlap):
@@ -63,7 +64,7 @@ def predict_tiled(
         truncated.append((touches & inner).any(axis=1))
         if part.masks is not None:
             mask_scores.append(part.mask_scores)
-            crops.extend(part.masks.crops)
+            crops.extend(mask_utils.encode(np.asfortranarray(crop, dtype=np.uint8)) for crop in part.masks.crops)
             origins.append(part.masks.origins + [x1, y1])
     merged = Regions(
         (width, height), names, np.concatenate(boxes), np.concatenate(scores), np.concatenate(label_ids),
@@ -75,7 +76,8 @@ def predict_tiled(
     keep = keep[: labeler.config.max_detections]
     merged = merged.select(keep)
     if origins:
-        masks = Masks((width, height), tuple(crops[i] for i in keep), np.concatenate(origins)[keep])
+        masks = Masks((width, height), tuple(mask_utils.decode(crops[i]).astype(bool) for i in keep),
+                      np.concatenate(origins)[keep])
         merged = merged.with_masks(masks, merged.mask_scores)
     return replace(merged, meta={**meta, "tiles": len(boxes)})
 
