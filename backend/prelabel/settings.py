@@ -30,6 +30,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "queue_timeout_s": (0.1, _INF), "video_every": (1, _INF), "video_max_missed": (0, _INF),
     "video_match_iou": (0.01, 1), "video_tolerance": (0, 100), "video_propagate_frames": (1, _INF),
     "video_fps": (0.1, 1000), "max_video_bytes": (1, _INF), "max_video_frames": (1, _INF),
+    "embedding_store_bytes": (0, _INF),
 }
 
 
@@ -48,6 +49,8 @@ class Settings:
     # The segmenter's image encoder: auto, torch, int8 (CPU), onnx (CPU, ONNX Runtime), openvino (CPU).
     sam_runtime: str = "auto"
     runtime_cache: str = "~/.cache/prelabel"  # converted encoders (ONNX, OpenVINO IR), keyed by weights and versions
+    embedding_store: str = "off"  # a folder or fsspec URL (s3://, gs://) keeping image embeddings across processes
+    embedding_store_bytes: int = 2 * 1024**3  # the store's budget; least recently used entries are evicted
     # The detector's runtime: auto, torch, openvino (CPU; Grounding DINO, one converted model per image shape).
     detector_runtime: str = "auto"
     detector_convert_after: int = 10  # openvino: convert an image shape once it has been seen this many times

@@ -95,6 +95,8 @@ def test_metrics_count_requests_latency_queue_and_cache_hits(labeler, host):
     cache = labeler.segmenter.cache
     assert values['prelabel_embedding_cache_hits_total{}'] == cache.hits >= 1
     assert values['prelabel_embedding_cache_hit_ratio{}'] == pytest.approx(cache.hits / (cache.hits + cache.misses))
+    assert values['prelabel_image_encoder_runs_total{}'] == labeler.segmenter.encoder_calls >= 1
+    assert 'prelabel_embedding_store_hits_total{}' not in values, "no store configured: no store counters"
 
 
 def test_request_ids_in_responses_and_json_logs(labeler, host, capsys):

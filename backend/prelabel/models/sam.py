@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ from transformers import SamModel, SamProcessor
 from prelabel.core.errors import BadRequest
 from prelabel.core.masks import Masks
 from prelabel.models.cache import LRUBytesCache, image_key
+from prelabel.models.embedding_store import EmbeddingStore, StoredEmbedding
+from prelabel.models.runtimes import weights_digest
 from prelabel.models.sam_decoder import FastBoxDecoder
 
 
@@ -63,6 +66,7 @@ class SamSegmenter:
         self.dtype = dtype
         self.multimask = multimask
         self.cache: LRUBytesCache[ImageEmbedding] = LRUBytesCache(cache_bytes)
+        self.store: EmbeddingStore | None = None  # the persistent store beside the cache (use_store)
         self.encoder_calls = 0
         # Box prompts of the original SAM (ViT-B/L/H, SlimSAM) take the restructured decoder (exact, 2-3x faster
         # at many boxes); SAM-HQ and SAM 2.1 keep their models' own decoders.
@@ -70,9 +74,33 @@ class SamSegmenter:
 
     @torch.inference_mode()
     def embed(self, image: np.ndarray) -> ImageEmbedding:
-        """The image embedding, from the cache when these pixels were seen before."""
-        return self.cache.get_or_compute(image_key(image, self.model_id), lambda: self._encode(image),
+        """The image embedding, from the cache when these pixels were seen before, else from the embedding store
+        (another worker, replica or run encoded them), else encoded (and stored)."""
+        key = image_key(image, self.model_id)
+        return self.cache.get_or_compute(key, lambda: self._stored_or_encoded(key, image),
                                          lambda embedding: embedding.nbytes)
+
+    def use_store(self, url: str, budget_bytes: int, runtime: str) -> None:
+        """Keep embeddings in the store at ``url`` (a folder or fsspec URL) too, under this segmenter's identity:
+        its class, model id, weights digest, ``runtime``, dtype and input size."""
+        if self.store is not None and self.store.url == url:
+            return
+        size = getattr(self.image_processor, "size", None)
+        identity = "|".join((type(self).__name__, self.model_id, weights_digest(self.model), runtime, str(self.dtype),
+                             json.dumps(size, sort_keys=True, default=str)))
+        self.store = EmbeddingStore(url, identity, budget_bytes)
+
+    def _stored_or_encoded(self, key: str, image: np.ndarray) -> ImageEmbedding:
+        if self.store is not None and (stored := self.store.get(key)) is not None:
+            tensors = tuple(t.to(device=self.device, dtype=self.dtype) for t in stored.tensors)
+            return ImageEmbedding(tensors if stored.as_tuple else tensors[0], stored.original_size,
+                                  stored.reshaped_size)
+        embedding = self._encode(image)
+        if self.store is not None:
+            as_tuple = isinstance(embedding.embeddings, tuple)
+            tensors = embedding.embeddings if as_tuple else (embedding.embeddings,)
+            self.store.put(key, StoredEmbedding(tensors, embedding.original_size, embedding.reshaped_size, as_tuple))
+        return embedding
 
     def _encode(self, image: np.ndarray) -> ImageEmbedding:
         pixel_values, original_size, reshaped_size = self.preprocess(image)

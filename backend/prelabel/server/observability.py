@@ -69,9 +69,18 @@ class _ModelCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         labeler = self._labeler()
         yield GaugeMetricFamily("prelabel_model_ready", "1 when the models are loaded", value=float(bool(labeler)))
-        cache = getattr(getattr(labeler, "segmenter", None), "cache", None)
+        segmenter = getattr(labeler, "segmenter", None)
+        cache = getattr(segmenter, "cache", None)
         if cache is None:
             return
+        yield CounterMetricFamily("prelabel_image_encoder_runs", "image encoder runs, whatever triggered them",
+                                  value=segmenter.encoder_calls)
+        store = getattr(segmenter, "store", None)
+        if store is not None:
+            yield CounterMetricFamily("prelabel_embedding_store_hits", "embeddings read from the store",
+                                      value=store.hits)
+            yield CounterMetricFamily("prelabel_embedding_store_misses", "store lookups that found no usable entry",
+                                      value=store.misses)
         hits, misses = cache.hits, cache.misses
         yield CounterMetricFamily("prelabel_embedding_cache_hits", "SAM embedding cache hits", value=hits)
         yield CounterMetricFamily("prelabel_embedding_cache_misses", "SAM embedding cache misses", value=misses)
