@@ -157,3 +157,25 @@ def test_another_segmenter_never_reads_these_entries(tmp_path):
     other = process("random-tiny-sam2", str(tmp_path))
     other.segment_boxes(IMAGE, BOXES)
     assert other.encoder_calls == 1 and other.store.hits == 0
+
+
+def test_batch_store_embeddings_gives_first_clicks_without_the_encoder(tmp_path, monkeypatch):
+    from batch_data import write_shape_images
+
+    from prelabel.cli import main
+    from prelabel.core.images import load_image_file
+
+    images = tmp_path / "images"
+    write_shape_images(images, 2, size=(160, 120))
+    monkeypatch.setenv("PRELABEL_RUNTIME_CACHE", str(tmp_path / "cache"))
+    argv = ["batch", str(images), "--labels", "box,disc", "--detector", "random-tiny", "--segmenter", "random-tiny",
+            "--device", "cpu", "--out", str(tmp_path / "out")]
+    try:
+        assert main([*argv, "--tile", "64", "--store-embeddings"]) == 2  # tiles are encoded, not the image
+        assert main([*argv, "--store-embeddings"]) == 0
+    finally:
+        load_segmenter("random-tiny", device="cpu").use_store(None, 0, "torch")  # shared by later tests
+    server = process("random-tiny", str(tmp_path / "cache" / "embeddings"))  # the next morning's prelabel serve
+    for path in sorted(p for p in images.rglob("*") if p.is_file()):
+        server.segment_points(load_image_file(str(path)), POINTS, POINT_LABELS)
+    assert server.encoder_calls == 0 and server.store.hits == 2

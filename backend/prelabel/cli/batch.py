@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
                        help="comma-separated subset of the outputs (coco-polygons: COCO with polygons, for CVAT)")
     model_args(batch, settings)
     batch.add_argument("--no-masks", action="store_true", help="boxes only, skip the segmenter")
+    batch.add_argument("--store-embeddings", action="store_true",
+                       help="keep each image's SAM embedding in the embedding store (PRELABEL_EMBEDDING_STORE, else "
+                            "RUNTIME_CACHE/embeddings) so that annotators' first clicks on these images skip the "
+                            "encoder in prelabel serve; not with --tile (tiles are encoded, not the image)")
     batch.add_argument("--tile", type=int, help="sliced inference: tile size in pixels (large images, small objects)")
     batch.add_argument("--overlap", type=float, default=0.2, help="tile overlap, a fraction of --tile")
     batch.add_argument("--resume", action="store_true", help="fail unless there is a checkpoint to resume "
@@ -93,6 +97,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     labels = parse_labels(args.labels)
     access = LabelStudioAccess(settings.label_studio_url, settings.label_studio_api_key) \
         if settings.label_studio_url else None
+    if args.store_embeddings and (args.tile or args.no_masks):
+        raise PrelabelError("--store-embeddings keeps whole-image embeddings: drop --tile / --no-masks, or drop it")
+    if args.store_embeddings and settings.embedding_store == "off":
+        settings = with_overrides(settings, embedding_store=f"{settings.runtime_cache}/embeddings")
     settings = with_overrides(settings, **model_overrides(args, with_masks=not args.no_masks))
     options = BatchOptions(with_masks=not args.no_masks, tile=args.tile, overlap=args.overlap)
     xml = args.labelstudio_config.read_text(encoding="utf-8") if args.labelstudio_config else None

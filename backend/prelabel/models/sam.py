@@ -80,9 +80,12 @@ class SamSegmenter:
         return self.cache.get_or_compute(key, lambda: self._stored_or_encoded(key, image),
                                          lambda embedding: embedding.nbytes)
 
-    def use_store(self, url: str, budget_bytes: int, runtime: str) -> None:
+    def use_store(self, url: str | None, budget_bytes: int, runtime: str) -> None:
         """Keep embeddings in the store at ``url`` (a folder or fsspec URL) too, under this segmenter's identity:
-        its class, model id, weights digest, ``runtime``, dtype and input size."""
+        its class, model id, weights digest, ``runtime``, dtype and input size; ``None``: no store."""
+        if url is None:
+            self.store = None
+            return
         if self.store is not None and self.store.url == url:
             return
         size = getattr(self.image_processor, "size", None)
