@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from batch_data import write_shape_images
+from prelabel.cli import main
 from prelabel.core.geometry import mask_iou
+from prelabel.core.images import load_image_file
 from prelabel.models.cache import LRUBytesCache
 from prelabel.models.embedding_store import EmbeddingStore, StoredEmbedding
 from prelabel.models.registry import load_segmenter
@@ -160,11 +163,6 @@ def test_another_segmenter_never_reads_these_entries(tmp_path):
 
 
 def test_batch_store_embeddings_gives_first_clicks_without_the_encoder(tmp_path, monkeypatch):
-    from batch_data import write_shape_images
-
-    from prelabel.cli import main
-    from prelabel.core.images import load_image_file
-
     images = tmp_path / "images"
     write_shape_images(images, 2, size=(160, 120))
     monkeypatch.setenv("PRELABEL_RUNTIME_CACHE", str(tmp_path / "cache"))
