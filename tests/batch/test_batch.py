@@ -148,3 +148,12 @@ def test_ray_engine_on_local_ray_matches_local_engine(folder, clean_run):
         ray.shutdown()
     for name in OUTPUTS:
         assert filecmp.cmp(clean_run / name, folder / "ray" / name, shallow=False), name
+
+
+def test_a_run_where_no_image_could_be_read_still_writes_every_format(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "corrupt.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    argv = ["batch", str(tmp_path / "images"), "--labels", LABELS, *MODELS, "--out", str(tmp_path / "out")]
+    assert main(argv) == ExitCode.SOME_FAILED
+    assert all((tmp_path / "out" / name).is_file() for name in OUTPUTS)
+    assert json.loads((tmp_path / "out" / "coco.json").read_text())["images"] == []

@@ -37,6 +37,7 @@ def write_yolo_dataset(
 ) -> int:
     """Write ``root/data.yaml``, ``root/labels/<key>.txt`` and ``root/images/<key>`` links to local files
     for each ``(key, local_path, regions)``, one image at a time. Returns how many images were written."""
+    root.mkdir(parents=True, exist_ok=True)  # data.yaml is written even when no image is
     count = 0
     for key, path, regions in images:
         count += 1
