@@ -49,7 +49,9 @@ class Settings:
     # The segmenter's image encoder: auto, torch, int8 (CPU), onnx (CPU, ONNX Runtime), openvino (CPU).
     sam_runtime: str = "auto"
     runtime_cache: str = "~/.cache/prelabel"  # converted encoders (ONNX, OpenVINO IR), keyed by weights and versions
-    embedding_store: str = "off"  # a folder or fsspec URL (s3://, gs://) keeping image embeddings across processes
+    # A folder or fsspec URL (s3://, gs://) keeping image embeddings across processes; "auto": RUNTIME_CACHE/embeddings
+    # for prelabel serve and batch --store-embeddings, none elsewhere; "off": none.
+    embedding_store: str = "auto"
     embedding_store_bytes: int = 2 * 1024**3  # the store's budget; least recently used entries are evicted
     # The detector's runtime: auto, torch, openvino (CPU; Grounding DINO, one converted model per image shape).
     detector_runtime: str = "auto"
@@ -125,6 +127,13 @@ class Settings:
             raise SettingsError(f"unknown settings: {', '.join(unknown)}")
         typed = {k: _coerce(known[k].type, v, k) for k, v in values.items()}
         return replace(cls(), **typed)
+
+    def embedding_store_url(self, default_on: bool) -> str | None:
+        """Where image embeddings are kept: the configured folder or URL; for ``auto``, ``RUNTIME_CACHE/embeddings``
+        when ``default_on`` (``prelabel serve``, ``batch --store-embeddings``), else ``None``; ``off``: ``None``."""
+        if self.embedding_store not in ("auto", "off"):
+            return self.embedding_store
+        return f"{self.runtime_cache.rstrip('/')}/embeddings" if default_on and self.embedding_store == "auto" else None
 
     def label_prompts(self) -> list[LabelPrompt]:
         """The configured labels (may be empty when the tool supplies them)."""

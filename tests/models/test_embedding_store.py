@@ -16,6 +16,7 @@ from prelabel.core.images import load_image_file
 from prelabel.models.cache import LRUBytesCache
 from prelabel.models.embedding_store import EmbeddingStore, StoredEmbedding
 from prelabel.models.registry import load_segmenter
+from prelabel.settings import Settings
 
 SHAPES = ((1, 8, 4, 4), (1, 2, 8, 8))
 
@@ -177,3 +178,17 @@ def test_batch_store_embeddings_gives_first_clicks_without_the_encoder(tmp_path,
     for path in sorted(p for p in images.rglob("*") if p.is_file()):
         server.segment_points(load_image_file(str(path)), POINTS, POINT_LABELS)
     assert server.encoder_calls == 0 and server.store.hits == 2
+
+
+def test_the_store_is_on_by_default_for_serve_and_batch_only(tmp_path, monkeypatch):
+    settings = Settings(runtime_cache="/var/cache/prelabel/")
+    assert settings.embedding_store == "auto"
+    assert settings.embedding_store_url(default_on=True) == "/var/cache/prelabel/embeddings"  # prelabel serve
+    assert settings.embedding_store_url(default_on=False) is None  # predict, CVAT functions, plain batch
+    named = Settings(embedding_store="s3://bucket/embeddings")
+    assert named.embedding_store_url(default_on=False) == named.embedding_store_url(default_on=True) == named.embedding_store
+    assert Settings(embedding_store="off").embedding_store_url(default_on=True) is None
+    monkeypatch.setenv("PRELABEL_EMBEDDING_STORE", "off")
+    write_shape_images(tmp_path / "images", 1, size=(64, 48))
+    assert main(["batch", str(tmp_path / "images"), "--labels", "box", "--detector", "random-tiny", "--segmenter",
+                 "random-tiny", "--device", "cpu", "--out", str(tmp_path / "out"), "--store-embeddings"]) == 2

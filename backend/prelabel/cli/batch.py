@@ -99,8 +99,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if settings.label_studio_url else None
     if args.store_embeddings and (args.tile or args.no_masks):
         raise PrelabelError("--store-embeddings keeps whole-image embeddings: drop --tile / --no-masks, or drop it")
-    if args.store_embeddings and settings.embedding_store == "off":
-        settings = with_overrides(settings, embedding_store=f"{settings.runtime_cache}/embeddings")
+    if args.store_embeddings:
+        store = settings.embedding_store_url(default_on=True)
+        if store is None:
+            raise PrelabelError("--store-embeddings needs an embedding store, but PRELABEL_EMBEDDING_STORE is off: "
+                                "set it to a folder or URL (or auto), or drop --store-embeddings")
+        settings = with_overrides(settings, embedding_store=store)
     settings = with_overrides(settings, **model_overrides(args, with_masks=not args.no_masks))
     options = BatchOptions(with_masks=not args.no_masks, tile=args.tile, overlap=args.overlap)
     xml = args.labelstudio_config.read_text(encoding="utf-8") if args.labelstudio_config else None

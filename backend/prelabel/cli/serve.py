@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from prelabel.labelstudio.backend import create_app
+    from prelabel.labelstudio.results import preload_brush_codec
     from prelabel.models.registry import preload_modules
-    from prelabel.pipeline.build import resolved
+    from prelabel.pipeline.build import resolved, with_overrides
     from prelabel.server.run import check_bindable, serve
 
     if args.config:
@@ -36,7 +37,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # and its models load in a thread that imports nothing more (an import would stall the request threads).
     check_bindable(args.host, args.port)  # a busy port fails at once, before the seconds below
     settings = resolved(settings)
+    # Embeddings outlive this process (workers, restarts, replicas on a shared store): RUNTIME_CACHE/embeddings
+    # unless PRELABEL_EMBEDDING_STORE names another place or is off.
+    settings = with_overrides(settings, embedding_store=settings.embedding_store_url(default_on=True) or "off")
     preload_modules(settings.sam_runtime, settings.detector_runtime)
+    preload_brush_codec()
     log.info("settings: %s", settings.redacted())
     log.info("%s", connect_hint(args.host, args.port))
     serve(create_app, settings, args.host, args.port, args.workers, args.threads)

@@ -3,6 +3,8 @@ items -> :class:`~prelabel.core.shapes.Shape` (rotation, polygons and brushes in
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -102,6 +104,13 @@ def mask_to_brush_rle(mask: np.ndarray) -> list[int]:
     from label_studio_sdk.converter.brush import mask2rle
 
     return [int(v) for v in mask2rle(mask.astype(np.uint8) * 255)]
+
+
+def preload_brush_codec() -> None:
+    """Import label_studio_sdk's brush codec now, if installed: its package imports the whole converter (~1 s),
+    which would otherwise land in a server's first answer with a brush."""
+    if importlib.util.find_spec("label_studio_sdk"):
+        importlib.import_module("label_studio_sdk.converter.brush")
 
 
 def brush_rle_to_mask(rle: Any, width: int, height: int) -> np.ndarray | None:

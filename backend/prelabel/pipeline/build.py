@@ -54,8 +54,7 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
     segmenter = (load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime, s.runtime_cache)
                  if s.segmenter else None)
     if segmenter is not None:  # models are shared per process: the store follows the settings built last
-        segmenter.use_store(None if s.embedding_store == "off" else s.embedding_store, s.embedding_store_bytes,
-                            s.sam_runtime)
+        segmenter.use_store(s.embedding_store_url(default_on=False), s.embedding_store_bytes, s.sam_runtime)
     tracker = load_tracker(s.video_tracker, s.device, s.dtype) if s.video_tracker else None
     return Labeler(detector, segmenter, labeler_thresholds(s), s.dtype, tracker)
 
