@@ -13,9 +13,11 @@ from batch_data import write_shape_images
 from prelabel.cli import main
 from prelabel.core.geometry import mask_iou
 from prelabel.core.images import load_image_file
+from prelabel.core.labels import LabelPrompt
 from prelabel.models.cache import LRUBytesCache
 from prelabel.models.embedding_store import EmbeddingStore, StoredEmbedding
-from prelabel.models.registry import load_segmenter
+from prelabel.models.registry import load_detector, load_segmenter
+from prelabel.models.sam3 import Sam3ConceptSegmenter
 from prelabel.settings import Settings
 
 SHAPES = ((1, 8, 4, 4), (1, 2, 8, 8))
@@ -145,6 +147,27 @@ def test_a_click_in_another_process_reads_the_store_instead_of_encoding(tmp_path
     assert second.encoder_calls == 0 and second.store.hits == 1, "no encoder run: the embedding came from the store"
     assert mask_iou(fresh_mask[None], stored_mask[None])[0, 0] >= 0.99, "fp16 entry vs fp32 embedding"
     assert min(mask_iou(a[None], b[None])[0, 0] for a, b in zip(masks, stored_masks, strict=True)) >= 0.99
+
+
+def sam3_process(store_url: str) -> Sam3ConceptSegmenter:
+    """SAM 3 as a new process sees it: the same weights, empty caches, its own store handle."""
+    loaded = load_detector("random-tiny-sam3", device="cpu")
+    fresh = Sam3ConceptSegmenter(loaded.model, loaded.tokenizer, loaded.preprocessor, loaded.model_id, True,
+                                 tracker=loaded.tracker.model)
+    fresh.use_store(store_url, 10**9, "torch")
+    return fresh
+
+
+def test_sam3_pre_labels_store_the_trackers_click_features(tmp_path):
+    first = sam3_process(str(tmp_path))
+    first.detect(IMAGE, [LabelPrompt("cat", ("cat",))], 0.0, 0.0)  # the pre-label request
+    assert first.encoder_calls == 1 and first.store.writes == 1, "the click features are stored with the pre-label"
+    fresh_mask, _ = first.segment_points(IMAGE, POINTS, POINT_LABELS)
+    second = sam3_process(str(tmp_path))
+    stored_mask, _ = second.segment_points(IMAGE, POINTS, POINT_LABELS)
+    assert second.encoder_calls == 0 and second.store.hits == 1, "no ViT run: the click features came from the store"
+    assert mask_iou(fresh_mask[None], stored_mask[None])[0, 0] >= 0.99, "fp16 entry vs fp32 features"
+    assert not second.cache.misses, "the concept model's ViT was never asked for"
 
 
 def test_predictions_with_a_broken_store_equal_predictions_without_one(tmp_path):

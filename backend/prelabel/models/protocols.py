@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -74,6 +74,16 @@ class ConceptSegmenter(Detector, Protocol):
         box_xyxy: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float]:
         """One ``(H, W)`` bool mask and its predicted IoU from clicks, on the cached image features."""
+        ...
+
+
+@runtime_checkable
+class StoresEmbeddings(Protocol):
+    """A model whose image embeddings can live in an embedding store (SAM-family segmenters; SAM 3, whose
+    tracker's click features do)."""
+
+    def use_store(self, url: str | None, budget_bytes: int, runtime: str) -> None:
+        """Keep embeddings in the store at ``url`` too (``None``: no store)."""
         ...
 
 

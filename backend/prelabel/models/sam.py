@@ -88,10 +88,14 @@ class SamSegmenter:
             return
         if self.store is not None and self.store.url == url:
             return
-        size = getattr(self.image_processor, "size", None)
         identity = "|".join((type(self).__name__, self.model_id, weights_digest(self.model), runtime, str(self.dtype),
-                             json.dumps(size, sort_keys=True, default=str)))
+                             json.dumps(self.input_size, sort_keys=True, default=str)))
         self.store = EmbeddingStore(url, identity, budget_bytes)
+
+    @property
+    def input_size(self) -> object:
+        """The size the image encoder is fed (the processor's setting): part of the store identity."""
+        return getattr(self.image_processor, "size", None)
 
     def _stored_or_encoded(self, key: str, image: np.ndarray) -> ImageEmbedding:
         if self.store is not None and (stored := self.store.get(key)) is not None:

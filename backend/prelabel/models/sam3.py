@@ -41,6 +41,7 @@ from prelabel.core.labels import LabelError, LabelPrompt
 from prelabel.core.masks import Masks
 from prelabel.core.regions import Regions
 from prelabel.models.cache import LRUBytesCache, image_key
+from prelabel.models.embedding_store import EmbeddingStore
 from prelabel.models.sam import ImageEmbedding, SamSegmenter
 
 STABILITY_OFFSET = 1.0  # SAM's stability_score_offset, in logits
@@ -374,7 +375,9 @@ class Sam3ConceptSegmenter:
                 result = self.run_prompt(image, phrase)
                 presence[label.name] = max(presence.get(label.name, 0.0), result["presence"])
                 parts.append((label_id, result, result["scores"] >= thresholds[label_id]))
-        return self._regions(image, labels, parts, {"presence": presence})
+        regions = self._regions(image, labels, parts, {"presence": presence})
+        self._store_click_features(image)
+        return regions
 
     def find_similar(
         self,
@@ -431,6 +434,23 @@ class Sam3ConceptSegmenter:
         )
 
     # --- clicks (tracker on the same features) --------------------------------------------------------
+    @property
+    def store(self) -> EmbeddingStore | None:
+        """The embedding store of the click features (the tracker's), if any."""
+        return self.tracker.store if self.tracker is not None else None
+
+    def use_store(self, url: str | None, budget_bytes: int, runtime: str) -> None:
+        """Keep the tracker's click features in the store at ``url`` (``None``: no store); see
+        :meth:`SamSegmenter.use_store`."""
+        if self.tracker is not None:
+            self.tracker.use_store(url, budget_bytes, runtime)
+
+    def _store_click_features(self, image: np.ndarray) -> None:
+        """With a store, a pre-label also writes the tracker's click features (its FPN neck on the cached ViT
+        output), so the first click on this image in another process or after a restart runs no ViT."""
+        if self.store is not None and self.shares_backbone:
+            self.tracker.embed(image)
+
     def _clicker(self) -> Sam3TrackerSegmenter:
         if self.tracker is None:
             raise PrelabelError(
@@ -483,13 +503,12 @@ class Sam3TrackerSegmenter(SamSegmenter):
     def side(self) -> int:
         return self.preprocessor.height
 
-    @torch.inference_mode()
-    def embed(self, image: np.ndarray) -> ImageEmbedding:
-        """The tracker's prompt-ready feature maps, from the cache or from the (shared) ViT output."""
-        return self.cache.get_or_compute(image_key(image, self.model_id), lambda: self._encode(image),
-                                         lambda embedding: embedding.nbytes)
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocessor.height, self.preprocessor.width
 
     def _encode(self, image: np.ndarray) -> ImageEmbedding:
+        """The tracker's prompt-ready feature maps from the (shared) ViT output; :meth:`embed` caches and stores them."""
         if self.backbone_features is not None:
             hidden = self.backbone_features(image)
         else:

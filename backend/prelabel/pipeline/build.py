@@ -11,6 +11,7 @@ from prelabel.core.labels import LabelPrompt
 from prelabel.core.model_version import model_version
 from prelabel.core.uncertainty import Calibration
 from prelabel.models.auto import AUTO, AutoChoice, choose
+from prelabel.models.protocols import StoresEmbeddings
 from prelabel.models.specs import is_random, runtime_model_id, segments_itself
 from prelabel.pipeline.exploration import Exploration
 from prelabel.pipeline.labeler import Labeler, Thresholds, config_dict
@@ -53,8 +54,9 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
                               s.detector_convert_after, s.detector_convert_memory_gb) if s.detector else None)
     segmenter = (load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime, s.runtime_cache)
                  if s.segmenter else None)
-    if segmenter is not None:  # models are shared per process: the store follows the settings built last
-        segmenter.use_store(s.embedding_store_url(default_on=False), s.embedding_store_bytes, s.sam_runtime)
+    for model in (segmenter, detector):  # models are shared per process: the store follows the settings built last
+        if isinstance(model, StoresEmbeddings):
+            model.use_store(s.embedding_store_url(default_on=False), s.embedding_store_bytes, s.sam_runtime)
     tracker = load_tracker(s.video_tracker, s.device, s.dtype) if s.video_tracker else None
     return Labeler(detector, segmenter, labeler_thresholds(s), s.dtype, tracker)
 

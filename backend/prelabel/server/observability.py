@@ -69,7 +69,8 @@ class _ModelCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         labeler = self._labeler()
         yield GaugeMetricFamily("prelabel_model_ready", "1 when the models are loaded", value=float(bool(labeler)))
-        segmenter = getattr(labeler, "segmenter", None)
+        # The model that encodes images for clicks: the segmenter, or SAM 3 (no segmenter; it clicks itself).
+        segmenter = getattr(labeler, "segmenter", None) or getattr(labeler, "detector", None)
         cache = getattr(segmenter, "cache", None)
         if cache is None:
             return
