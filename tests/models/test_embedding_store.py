@@ -94,6 +94,16 @@ def test_the_budget_evicts_the_least_recently_used(tmp_path):
     assert [small.get(f"k{i}") is not None for i in range(4)] == [True, False, True, True]
 
 
+def test_a_store_within_its_budget_is_listed_once_per_64_writes(tmp_path, monkeypatch):
+    roomy = store(tmp_path, budget=10**9)
+    listings = []
+    real_find = roomy.fs.find
+    monkeypatch.setattr(roomy.fs, "find", lambda *a, **k: listings.append(a) or real_find(*a, **k))
+    for i in range(70):
+        roomy.put(f"k{i}", entry())
+    assert len(listings) == 2, "the first write, then the 64th after it (an object store pays per listing)"
+
+
 def _written(tmp_path) -> str:
     probe = EmbeddingStore(str(tmp_path / "probe"), "sam-a", 10**6, SHAPES)
     probe.put("k", entry())
