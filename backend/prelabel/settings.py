@@ -21,7 +21,7 @@ _SECRETS = ("label_studio_api_key", "basic_auth_pass", "api_token", "webhook_sec
 _INF = float("inf")
 # Every numeric setting's allowed range (inclusive): a value outside it is refused when the settings are made.
 _RANGES: dict[str, tuple[float, float]] = {
-    "detector_convert_after": (1, _INF), "detector_convert_memory_gb": (0.1, _INF),
+    "detector_convert_after": (1, _INF), "detector_convert_memory_gb": (0.1, _INF), "sam_convert_memory_gb": (0.1, _INF),
     "box_threshold": (0, 1), "text_threshold": (0, 1), "nms_iou": (0, 1), "max_detections": (1, _INF),
     "review_threshold": (0, 1), "cache_mb": (0, _INF), "max_pixels": (1, _INF), "predict_deadline_s": (0, _INF),
     "fetch_timeout_s": (0.1, _INF), "fit_every": (0, _INF), "fit_beta": (0.01, 100), "fit_min_samples": (1, _INF),
@@ -49,6 +49,7 @@ class Settings:
     # The segmenter's image encoder: auto, torch, int8 (CPU), onnx (CPU, ONNX Runtime), openvino (CPU).
     sam_runtime: str = "auto"
     runtime_cache: str = "~/.cache/prelabel"  # converted encoders (ONNX, OpenVINO IR), keyed by weights and versions
+    sam_convert_memory_gb: float = 10.0  # openvino: a SAM encoder conversion process past this much memory is stopped
     # A folder or fsspec URL (s3://, gs://) keeping image embeddings across processes; "auto": RUNTIME_CACHE/embeddings
     # for prelabel serve and batch --store-embeddings, none elsewhere; "off": none.
     embedding_store: str = "auto"

@@ -4,8 +4,8 @@ Label Studio allows ``/health`` 1 s and ``/setup`` 3 s when a model is connected
 ``ML_TIMEOUT_SETUP``); these tests start their own server process, as a user does, with ``random-full``
 models so that loading really takes seconds, and talk to it while the models load.
 
-The SAM runtime is pinned to PyTorch: the first-ever OpenVINO conversion of an encoder (about a minute, with
-an empty runtime cache) runs in the loading thread and is the first-run issue's to move into a child process.
+The SAM runtime is pinned to PyTorch: with OpenVINO, a first-ever conversion of the encoder (about a minute of
+CPU in a child process after start-up, with an empty runtime cache) would only slow the suite.
 ``dtype`` and ``device`` stay ``auto``: resolving them is what used to happen on the first ``/setup``.
 """
 

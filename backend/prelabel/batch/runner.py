@@ -70,7 +70,11 @@ def run_local(
     labeler: Labeler, labels: Sequence[LabelPrompt], options: BatchOptions, items: Sequence[ImageItem],
     loader: ImageLoader, checkpoint: Checkpoint, prefetch: int = 4,
 ) -> None:
-    """Label ``items`` in order while the next ``prefetch`` images decode in background threads."""
+    """Label ``items`` in order while the next ``prefetch`` images decode in background threads.
+
+    The labeler is told the job's size first: a runtime conversion starts (in the background) only if it pays
+    off for that many images (tiles are encoded one by one: counting images keeps the estimate conservative)."""
+    labeler.expect_images(len(items))
     with progress(len(items), "pre-labeling") as bar:
         for item, load in prefetched(items, loader.load, prefetch):
             checkpoint.append(label_item(labeler, labels, options, item, lambda _item, f=load: f.result()))

@@ -102,7 +102,9 @@ class Bench:
         """Another segmenter on the bench's device (through the one builder)."""
         settings = Settings(detector="", segmenter=spec, device=self.device, dtype=dtype, cache_mb=self.cache_mb,
                             sam_runtime=runtime, runtime_cache=self.runtime_cache)
-        return build_labeler(settings).segmenter
+        segmenter = build_labeler(settings).segmenter
+        segmenter.prepare_runtime()  # converted now: the bench times the converted encoder
+        return segmenter
 
     def load_detector(self, spec: str, dtype: str) -> Detector:
         """Another detector on the bench's device (through the one builder)."""

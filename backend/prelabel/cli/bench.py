@@ -99,6 +99,8 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
                                        detector_runtime=args.detector_runtime, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
                                        max_detections=args.boxes))  # auto resolved once, as the labeler's
     labeler = build_labeler(settings)
+    if labeler.segmenter is not None:
+        labeler.segmenter.prepare_runtime()  # the sections time the converted encoder, not a conversion
     load_seconds = time.perf_counter() - started
     assets = resources.files("prelabel") / "assets"
     images = [BenchImage(name, (assets / name).read_bytes(), decode_image((assets / name).read_bytes()))

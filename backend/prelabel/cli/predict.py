@@ -38,6 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     labels = parse_labels(args.labels)
     check_inputs(args, settings)
     labeler = build_labeler(settings, **model_overrides(args, with_masks=not args.no_masks))
+    labeler.expect_images(len(args.images))  # a conversion that would not pay off for these images is not started
     if labeler.random_weights:
         log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
     if args.viz:

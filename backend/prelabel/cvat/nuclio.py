@@ -73,7 +73,9 @@ def init_detector(context: Any, function_dir: str | Path) -> None:
             f"{spec_file}: bad metadata.annotations.spec: {exc}. Generate it with "
             f"`prelabel cvat spec --labels ... --out {spec_file.name}`"
         ) from exc
-    context.user_data.function = DetectorFunction(build_labeler(settings), labels)
+    labeler = build_labeler(settings)
+    labeler.expect_images(None)  # a function serves open-ended: runtimes convert in the background
+    context.user_data.function = DetectorFunction(labeler, labels)
     context.logger.info_with(
         "prelabel detector ready",
         detector=settings.detector,
@@ -85,7 +87,9 @@ def init_detector(context: Any, function_dir: str | Path) -> None:
 def init_interactor(context: Any) -> None:
     """Load SAM into ``context.user_data`` (once per worker)."""
     settings = Settings.load()
-    context.user_data.function = InteractorFunction(build_labeler(settings, detector=""))
+    labeler = build_labeler(settings, detector="")
+    labeler.expect_images(None)
+    context.user_data.function = InteractorFunction(labeler)
     context.logger.info_with("prelabel interactor ready", segmenter=settings.segmenter)
 
 

@@ -21,16 +21,11 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import fcntl
-import json
 import logging
 import os
 import queue
-import resource
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -49,8 +44,11 @@ from prelabel.models.runtimes import (
     RuntimeUnavailable,
     cached_conversion,
     conversion_key,
+    convert_in_child,
+    exclusive,
     openvino_config,
     openvino_for,
+    report_peak,
     weights_digest,
 )
 
@@ -196,64 +194,6 @@ def _trace(model: nn.Module, arrays: list[np.ndarray], out: Path) -> None:
         converted = ov.convert_model(TracedDetector(model).eval(),
                                      example_input=tuple(torch.from_numpy(a) for a in arrays))
     ov.save_model(converted, str(out), compress_to_fp16=False)
-
-
-class ConversionFailed(RuntimeUnavailable):
-    """A conversion child that failed, ran past its memory limit or its time."""
-
-
-def convert_in_child(weights: Path, out: Path, shape: Shape, memory_bytes: int, timeout_s: float = 3600.0,
-                     stop: threading.Event | None = None) -> tuple[float, int]:
-    """Run :func:`convert` in a child process killed past ``memory_bytes`` of resident memory (or once ``stop``
-    is set).
-
-    Returns the seconds and the child's peak resident bytes; raises :class:`ConversionFailed` with a one-line
-    reason otherwise.
-    """
-    cmd = [sys.executable, "-m", __name__, str(weights), str(out), *map(str, shape)]
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
-        peak, killed = 0, ""
-        while proc.poll() is None:
-            rss = _resident_bytes(proc.pid)
-            peak = max(peak, rss)
-            if rss > memory_bytes:
-                killed = (f"it passed its memory limit of {memory_bytes / 1024**3:.1f} GiB "
-                          f"(PRELABEL_DETECTOR_CONVERT_MEMORY_GB)")
-            elif time.perf_counter() - started > timeout_s:
-                killed = f"it ran past {timeout_s:.0f} s"
-            elif stop is not None and stop.is_set():
-                killed = "the process is exiting"
-            if killed:
-                proc.kill()
-                proc.wait()
-                raise ConversionFailed(killed)
-            time.sleep(0.1)
-        seconds = time.perf_counter() - started
-        if proc.returncode != 0:
-            stderr.seek(0)
-            lines = [line.strip() for line in stderr.read().decode(errors="replace").splitlines() if line.strip()]
-            raise ConversionFailed(f"the conversion process exited with code {proc.returncode}: "
-                                   f"{lines[-1] if lines else 'no message'}")
-        stdout.seek(0)
-        report = stdout.read().decode(errors="replace").strip().splitlines()
-    try:
-        peak = max(peak, int(json.loads(report[-1])["peak_bytes"]))
-    except (json.JSONDecodeError, KeyError, IndexError):
-        pass
-    return seconds, peak
-
-
-def _resident_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 class OpenVinoDetectorRuntime:
@@ -411,13 +351,15 @@ class OpenVinoDetectorRuntime:
             self.model.config.save_pretrained(weights)
             save_model(self.model, str(weights / "model.safetensors"), metadata={"format": "pt"})
             try:
-                seconds, peak = convert_in_child(weights, out, shape, self.convert_memory_bytes, stop=self._closing)
+                seconds, peak = convert_in_child(__name__, [str(weights), str(out), *map(str, shape)],
+                                                 self.convert_memory_bytes, "PRELABEL_DETECTOR_CONVERT_MEMORY_GB",
+                                                 stop=self._closing)
             finally:
                 shutil.rmtree(weights, ignore_errors=True)
             report.update(shape="×".join(map(str, shape)), seconds=seconds, peak_bytes=peak)
 
         key = self.key(shape)
-        with _exclusive(self.cache_dir / RUNTIME / f".{key}.lock"):  # server workers convert a shape once, not each
+        with exclusive(self.cache_dir / RUNTIME / f".{key}.lock"):  # server workers convert a shape once, not each
             path, _ = cached_conversion(self.cache_dir, RUNTIME, key, FILENAME, run)
         if report:  # else another process converted it while this one waited for the lock
             self.conversions.append(report)
@@ -425,18 +367,6 @@ class OpenVinoDetectorRuntime:
                      report["seconds"], int(report["peak_bytes"]) / 1024**3)
             _evict(self.cache_dir / RUNTIME, MAX_CACHED_SHAPES)
         return path
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` (another process waits for it)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _evict(root: Path, keep: int) -> None:
@@ -456,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("shape", type=int, nargs=3)
     args = parser.parse_args(argv)
     convert(args.weights, args.out, tuple(args.shape))
-    print(json.dumps({"peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    report_peak()
 
 
 if __name__ == "__main__":

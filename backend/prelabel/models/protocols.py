@@ -36,6 +36,10 @@ class Segmenter(Protocol):
         """One mask per pixel box (kept as box crops) and ``(N,)`` predicted IoU, decoded in one call."""
         ...
 
+    def expect_images(self, count: int | None) -> None:
+        """A job will encode ``count`` images (``None``: open-ended): a chance to prepare a faster runtime."""
+        ...
+
     def segment_points(
         self,
         image: np.ndarray,

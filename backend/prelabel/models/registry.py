@@ -52,6 +52,7 @@ from prelabel.models.random_weights import (
 )
 from prelabel.models.runtimes import (
     DEFAULT_RUNTIME_CACHE,
+    SAM_CONVERT_MEMORY_GB,
     SAM_RUNTIMES,
     OnnxImageEncoder,
     OpenVinoImageEncoder,
@@ -179,14 +180,16 @@ def _detector(spec: str, device: str, torch_dtype: torch.dtype) -> Detector:
 @lru_cache(maxsize=4)
 def load_segmenter(
     spec: str = DEFAULT_SEGMENTER, device: str = "auto", dtype: str = "fp32", cache_mb: int = 512,
-    runtime: str = "torch", runtime_cache: str = DEFAULT_RUNTIME_CACHE,
+    runtime: str = "torch", runtime_cache: str = DEFAULT_RUNTIME_CACHE, convert_memory_gb: float = SAM_CONVERT_MEMORY_GB,
 ) -> SamSegmenter:
     """A SAM, SAM-HQ or SAM 2.1 segmenter from a hub id, a local folder, an official ``sam_vit_*.pth`` or ``random-*``.
 
     ``runtime`` runs the image encoder as PyTorch (``torch``), dynamically quantised int8 PyTorch
     (``int8``, CPU), ONNX Runtime (``onnx``, CPU, fp32) or OpenVINO (``openvino``, CPU; ``dtype`` fp32 or bf16
     is its inference precision, the PyTorch decoder stays fp32); the decoder always runs in PyTorch.
-    Converted encoders are cached under ``runtime_cache`` (:mod:`prelabel.models.runtimes`).
+    Converted encoders are cached under ``runtime_cache`` (:mod:`prelabel.models.runtimes`); an OpenVINO encoder
+    not converted yet runs in PyTorch until a job's :meth:`~SamSegmenter.expect_images` makes its conversion pay off
+    (in a child process past ``convert_memory_gb`` of memory is stopped).
     """
     torch.set_flush_denormal(True)
     device, torch_dtype = pick_device(device), pick_dtype(dtype)
@@ -221,7 +224,7 @@ def load_segmenter(
         encoder = OnnxImageEncoder(model, _input_side(model), runtime_cache)
     elif runtime == "openvino":
         encoder = OpenVinoImageEncoder(model, _input_side(model), runtime_cache, "bf16" if encoder_precision == "bf16"
-                                       else "fp32")
+                                       else "fp32", convert_memory_gb)
     model_id = runtime_model_id(spec, runtime)
     kwargs = {"random_weights": is_random(spec), "device": device, "dtype": torch_dtype,
               "cache_bytes": cache_mb * 1024**2, "encoder": encoder}

@@ -15,7 +15,7 @@ from prelabel.core.errors import BadRequest
 from prelabel.core.masks import Masks
 from prelabel.models.cache import LRUBytesCache, image_key
 from prelabel.models.embedding_store import EmbeddingStore, StoredEmbedding
-from prelabel.models.runtimes import weights_digest
+from prelabel.models.runtimes import OpenVinoImageEncoder, weights_digest
 from prelabel.models.sam_decoder import FastBoxDecoder
 
 
@@ -67,6 +67,8 @@ class SamSegmenter:
         self.multimask = multimask
         self.cache: LRUBytesCache[ImageEmbedding] = LRUBytesCache(cache_bytes)
         self.store: EmbeddingStore | None = None  # the persistent store beside the cache (use_store)
+        self._store_runtime = ""  # the encoder runtime in the store's identity
+        self._weights_digest: str | None = None
         self.encoder_calls = 0
         # Box prompts of the original SAM (ViT-B/L/H, SlimSAM) take the restructured decoder (exact, 2-3x faster
         # at many boxes); SAM-HQ and SAM 2.1 keep their models' own decoders.
@@ -82,15 +84,31 @@ class SamSegmenter:
 
     def use_store(self, url: str | None, budget_bytes: int, runtime: str) -> None:
         """Keep embeddings in the store at ``url`` (a folder or fsspec URL) too, under this segmenter's identity:
-        its class, model id, weights digest, ``runtime``, dtype and input size; ``None``: no store."""
+        its class, model id, weights digest, the encoder's runtime (``runtime`` as configured, or what a converted
+        encoder runs now), dtype and input size; ``None``: no store."""
         if url is None:
             self.store = None
             return
-        if self.store is not None and self.store.url == url:
+        runtime = getattr(self.encoder, "runtime", runtime)
+        if self.store is not None and (self.store.url, self._store_runtime) == (url, runtime):
             return
-        identity = "|".join((type(self).__name__, self.model_id, weights_digest(self.model), runtime, str(self.dtype),
+        if self._weights_digest is None:
+            self._weights_digest = weights_digest(self.model)
+        identity = "|".join((type(self).__name__, self.model_id, self._weights_digest, runtime, str(self.dtype),
                              json.dumps(self.input_size, sort_keys=True, default=str)))
-        self.store = EmbeddingStore(url, identity, budget_bytes)
+        self.store, self._store_runtime = EmbeddingStore(url, identity, budget_bytes), runtime
+
+    def prepare_runtime(self) -> None:
+        """Convert and compile a converted encoder now, in this thread (``prelabel warmup``, benchmarks); raises
+        :class:`~prelabel.models.runtimes.RuntimeUnavailable` when that fails."""
+        if isinstance(self.encoder, OpenVinoImageEncoder):
+            self.encoder.prepare()
+
+    def expect_images(self, count: int | None) -> None:
+        """A job will encode ``count`` images (``None``: open-ended, a server): a converted encoder not ready yet
+        decides whether converting it now pays off (:class:`~prelabel.models.runtimes.OpenVinoImageEncoder`)."""
+        if isinstance(self.encoder, OpenVinoImageEncoder):
+            self.encoder.expect(count)
 
     @property
     def input_size(self) -> object:
@@ -98,6 +116,8 @@ class SamSegmenter:
         return getattr(self.image_processor, "size", None)
 
     def _stored_or_encoded(self, key: str, image: np.ndarray) -> ImageEmbedding:
+        if self.store is not None and getattr(self.encoder, "runtime", self._store_runtime) != self._store_runtime:
+            self.use_store(self.store.url, self.store.budget_bytes, self._store_runtime)  # the encoder switched
         if self.store is not None and (stored := self.store.get(key)) is not None:
             tensors = tuple(t.to(device=self.device, dtype=self.dtype) for t in stored.tensors)
             return ImageEmbedding(tensors if stored.as_tuple else tensors[0], stored.original_size,

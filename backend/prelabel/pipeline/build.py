@@ -52,8 +52,8 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
     s = resolved(with_overrides(settings or Settings.load(), **overrides))
     detector = (load_detector(s.detector, s.device, s.dtype, s.detector_runtime, s.runtime_cache,
                               s.detector_convert_after, s.detector_convert_memory_gb) if s.detector else None)
-    segmenter = (load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime, s.runtime_cache)
-                 if s.segmenter else None)
+    segmenter = (load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime, s.runtime_cache,
+                                s.sam_convert_memory_gb) if s.segmenter else None)
     for model in (segmenter, detector):  # models are shared per process: the store follows the settings built last
         if isinstance(model, StoresEmbeddings):
             model.use_store(s.embedding_store_url(default_on=False), s.embedding_store_bytes, s.sam_runtime)

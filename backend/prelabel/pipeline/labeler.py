@@ -44,6 +44,12 @@ class Labeler:
         self.dtype = dtype
         self.tracker = tracker  # videos only: propagates boxes between keyframes (None: linear interpolation)
 
+    def expect_images(self, count: int | None) -> None:
+        """The job ahead encodes ``count`` images (``None``: open-ended, a server): a runtime whose conversion
+        would pay off starts it in the background (the models keep answering meanwhile)."""
+        if self.segmenter is not None:
+            self.segmenter.expect_images(count)
+
     @property
     def random_weights(self) -> bool:
         """True when any model has random weights: its outputs are meaningless."""

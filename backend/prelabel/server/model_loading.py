@@ -27,6 +27,7 @@ class ModelHolder:
     def _load(self, settings: Settings) -> None:
         try:
             self.labeler = build_labeler(settings)
+            self.labeler.expect_images(None)  # a server's job is open-ended: runtimes convert in the background now
         except Exception as exc:  # reported by /health and every model request
             log.error("model loading failed: %s", exc)
             self.error = str(exc)
