@@ -50,6 +50,7 @@ predict-demo: install
 
 ## Label Studio on :8080 with the backend connected and a demo project pre-labeled
 demo: install
+	@echo "tip: '$(VENV)/bin/prelabel warmup' converts the models once (OpenVINO) before a large job or a server start"
 	$(VENV)/bin/prelabel demo
 
 clean:

@@ -17,6 +17,7 @@ log = logging.getLogger("prelabel")
 # Each module adds its subcommand(s) and sets ``func(args, settings) -> exit code``.
 COMMANDS: tuple[str, ...] = (
     "predict", "batch", "serve", "connect", "demo", "cvat", "qa", "eval", "feedback", "accept", "rank", "bench",
+    "warmup",
 )
 
 

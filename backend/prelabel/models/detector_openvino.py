@@ -30,7 +30,7 @@ import threading
 import time
 import warnings
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -165,6 +165,21 @@ def input_shapes(shape: Shape) -> list[list[int]]:
 def shape_of(inputs: dict[str, torch.Tensor], max_text_length: int) -> Shape:
     height, width = inputs["pixel_values"].shape[-2:]
     return int(height), int(width), text_bucket(int(inputs["input_ids"].shape[1]), max_text_length)
+
+
+def shapes_for(model: nn.Module, processor: object, texts: Sequence[str], sizes: Iterable[tuple[int, int]]) -> list[Shape]:
+    """The converted-model shapes that images of ``sizes`` (height, width) with the prompt ``texts`` run at:
+    the processor's resize of each size, and each text's padded length (what ``prelabel warmup`` converts)."""
+    max_length = int(model.config.max_text_len)
+    shapes: list[Shape] = []
+    for height, width in sizes:
+        pixels = processor.image_processor(images=np.zeros((height, width, 3), np.uint8), return_tensors="pt")
+        for text in texts:
+            ids = processor.tokenizer(text, return_tensors="pt")["input_ids"]
+            shape = shape_of({"pixel_values": pixels["pixel_values"], "input_ids": ids}, max_length)
+            if shape not in shapes:
+                shapes.append(shape)
+    return shapes
 
 
 def convert(weights: Path, out: Path, shape: Shape) -> None:
