@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from prelabel.bench.timing import mask_iou
+from prelabel.core.errors import ModelLoadError
 from prelabel.core.labels import parse_labels
 from prelabel.models import auto, runtimes
 from prelabel.models.random_weights import build_sam
@@ -79,9 +80,10 @@ def test_an_unwritable_cache_names_the_setting(tmp_path):
 def test_openvino_segmenter_agrees_with_pytorch(dtype, image, tmp_path):
     pytest.importorskip("openvino")
     reference = load_segmenter("random-tiny", "cpu", "fp32", 64)
-    seg = load_segmenter("random-tiny", "cpu", dtype, 64, "openvino", str(tmp_path))
+    seg = load_segmenter("random-tiny", "cpu", dtype, 64, "openvino", str(tmp_path), precision=dtype)
     seg.prepare_runtime()
-    assert seg.model_id == "random-tiny+openvino" and seg.dtype == torch.float32, "the decoder stays fp32"
+    assert seg.model_id == "random-tiny+openvino" + ("-bf16" if dtype == "bf16" else "")
+    assert seg.dtype == torch.float32, "the decoder stays fp32"
     assert seg.encoder.precision == dtype
     masks, _ = seg.segment_boxes(image, BOXES)
     assert masks.shape == (3, 90, 140)
@@ -142,3 +144,22 @@ def test_the_detector_backbone_runs_once_per_image_for_many_prompt_chunks(image)
         np.testing.assert_allclose(boxes_a, boxes_b, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(scores_a, scores_b, rtol=1e-5, atol=1e-5)
     assert len(regions) == sum(len(boxes) for boxes, _, _ in separate)
+
+
+def test_the_sam_encoder_precision_is_its_own_setting(monkeypatch):
+    def precision(**kwargs) -> str:
+        kwargs = {"sam_runtime": "openvino", "sam_precision": "auto", "native_bf16": True, **kwargs}
+        return auto.choose("cpu", "random-full", openvino=True, **kwargs).sam_precision
+
+    monkeypatch.setattr(auto, "OPENVINO_BF16_MET_THE_BAR", False)
+    assert precision() == "fp32", "not measured to meet the bar: fp32"
+    assert precision(dtype="bf16") == "bf16", "--dtype bf16 still lowers the OpenVINO encoder"
+    monkeypatch.setattr(auto, "OPENVINO_BF16_MET_THE_BAR", True)
+    assert precision() == "bf16" and "SAM encoder precision bf16" in auto.choose(
+        "cpu", "random-full", sam_runtime="openvino", openvino=True, sam_precision="auto", native_bf16=True).reason
+    assert precision(native_bf16=False) == "fp32", "emulated bf16 is slower than fp32"
+    assert precision(sam_runtime="torch") == "fp32" and precision(sam_precision="fp32") == "fp32"
+    with pytest.raises(ModelLoadError, match="--sam-runtime openvino"):
+        load_segmenter("random-tiny", "cpu", "fp32", 64, "torch", precision="bf16")
+    with pytest.raises(ModelLoadError, match="PRELABEL_SAM_PRECISION"):
+        load_segmenter("random-tiny", "cpu", "fp32", 64, "torch", precision="int4")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from prelabel.models.devices import cpu_flags
+
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
              "amx_int8", "amx_fp16")
 """The /proc/cpuinfo flags that decide which fast paths a CPU has (bf16: avx512_bf16 or AMX)."""
@@ -26,11 +28,7 @@ def cpu_model() -> str:
 
 def cpu_features() -> list[str]:
     """The :data:`CPU_FLAGS` this CPU reports in /proc/cpuinfo (empty where there is no such file)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = cpu_flags()
     return [flag for flag in CPU_FLAGS if flag in flags]
 
 

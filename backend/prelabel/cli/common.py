@@ -38,6 +38,9 @@ def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
                         choices=["auto", "torch", "int8", "onnx", "openvino"],
                         help="runtime of the segmenter's image encoder (int8, onnx, openvino: CPU; auto: the "
                              "fastest that met the accuracy bar here)")
+    parser.add_argument("--sam-precision", default=settings.sam_precision, choices=["auto", "fp32", "bf16"],
+                        help="the OpenVINO SAM encoder's precision (auto: bf16 where the CPU has native bf16 and "
+                             "it met the accuracy bar; --dtype sets the PyTorch models')")
     parser.add_argument("--detector-runtime", default=settings.detector_runtime, choices=["auto", "torch", "openvino"],
                         help="runtime of Grounding DINO (openvino: CPU, each image shape converted once it recurs, "
                              "PyTorch until then; auto: the fastest that met the accuracy bar here)")
@@ -56,6 +59,7 @@ def labels_arg(parser: argparse.ArgumentParser, settings: Settings) -> None:
 def model_overrides(args: argparse.Namespace, with_masks: bool = True) -> dict[str, object]:
     """The model options as :func:`prelabel.pipeline.build_labeler` overrides."""
     return {"detector": args.detector, "segmenter": args.segmenter if with_masks else "", "device": args.device,
-            "dtype": args.dtype, "sam_runtime": args.sam_runtime, "detector_runtime": args.detector_runtime,
+            "dtype": args.dtype, "sam_runtime": args.sam_runtime, "sam_precision": args.sam_precision,
+            "detector_runtime": args.detector_runtime,
             "box_threshold": args.box_threshold,
             "text_threshold": args.text_threshold}

@@ -35,6 +35,10 @@ from prelabel.models.specs import model_type_of
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+# The OpenVINO SAM encoder in bf16 on a CPU with native bf16: chosen by ``auto`` only once measured to meet the bar
+# (``prelabel bench --sections runtimes``: every mask's judged IoU vs fp32 >= 0.98 on random-full; docs/performance.md).
+OPENVINO_BF16_MET_THE_BAR = False
+OPENVINO_BF16_EVIDENCE = "not measured"
 _GDINO_RANDOM = ("random-full", "random-full-mm-grounding-dino")  # random-tiny gains nothing from conversion
 _SAM_V1_RANDOM = ("random-full", "random-full-vit-h", "random-full-slimsam-50", "random-full-slimsam-77")
 
@@ -47,6 +51,7 @@ class AutoChoice:
     sam_runtime: str
     reason: str
     detector_runtime: str = "torch"
+    sam_precision: str = "fp32"  # the OpenVINO SAM encoder's inference precision
 
     @property
     def pair(self) -> tuple[str, str]:
@@ -82,8 +87,9 @@ def is_grounding_dino(detector: str) -> bool:
 
 def choose(device: str, segmenter: str, dtype: str = AUTO, sam_runtime: str = AUTO,
            openvino: bool | None = None, onnxruntime: bool | None = None, detector: str = "",
-           detector_runtime: str = "torch") -> AutoChoice:
-    """Resolve ``auto`` values for a concrete ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+           detector_runtime: str = "torch", sam_precision: str = "fp32", native_bf16: bool = False) -> AutoChoice:
+    """Resolve ``auto`` values for a concrete ``device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``); ``native_bf16``:
+    the CPU computes bf16 natively (:func:`prelabel.models.devices.native_bf16_cpu`)."""
     notes = []
     openvino = _installed("openvino") if openvino is None else openvino
     if dtype == AUTO:
@@ -117,4 +123,16 @@ def choose(device: str, segmenter: str, dtype: str = AUTO, sam_runtime: str = AU
             detector_runtime, why = "openvino", ("OpenVINO f32: 2.6-3.7x PyTorch per image once its shape is converted, "
                                                  "boxes agree")
         notes.append(f"detector {detector_runtime} ({why})")
-    return AutoChoice(dtype, sam_runtime, "; ".join(notes), detector_runtime)
+    if sam_precision == AUTO:
+        if sam_runtime != "openvino":
+            sam_precision = "fp32"  # the precision of the OpenVINO encoder: nothing to choose
+        elif dtype == "bf16":
+            sam_precision, why = "bf16", "--dtype bf16"
+        elif native_bf16 and OPENVINO_BF16_MET_THE_BAR:
+            sam_precision, why = "bf16", OPENVINO_BF16_EVIDENCE
+        else:
+            sam_precision, why = "fp32", ("OpenVINO bf16 has not met the accuracy bar" if native_bf16 else
+                                          "this CPU has no native bf16 (AVX512-BF16 or AMX)")
+        if sam_runtime == "openvino":
+            notes.append(f"SAM encoder precision {sam_precision} ({why})")
+    return AutoChoice(dtype, sam_runtime, "; ".join(notes), detector_runtime, sam_precision)

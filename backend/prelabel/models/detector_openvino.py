@@ -14,7 +14,8 @@ saves ~8 s per image after it), in a background thread that runs the conversion 
 memory limit (~6 GiB at 800×1202): a failed or oversized conversion logs one line and that shape stays in
 PyTorch. Converted models are cached on disk (``runtime_cache``), keyed by the weights' digest, the shape, the
 precision and the library versions, bounded to :data:`MAX_CACHED_SHAPES` entries; at most
-:data:`MAX_COMPILED` are compiled in memory at once.
+:data:`MAX_COMPILED` are compiled in memory at once. A shape whose converted model is on disk is compiled at its
+first sighting in the calling thread (a few seconds, less than one PyTorch forward).
 """
 
 from __future__ import annotations
@@ -262,6 +263,7 @@ class OpenVinoDetectorRuntime:
         """``(logits, pred_boxes)`` from OpenVINO, or None when ``inputs``' shape has no compiled model yet
         (it is then counted, and converted or compiled in the background when due)."""
         shape = shape_of(inputs, self.max_text_length)
+        compile_here = False
         with self._lock:
             compiled = self._compiled.get(shape)
             if compiled is not None:
@@ -269,11 +271,19 @@ class OpenVinoDetectorRuntime:
             else:
                 self._seen[shape] += 1
                 seen = self._seen[shape]
-                # The first sighting looks for a converted model on disk; the convert_after-th converts one.
                 due = shape not in self._failed and shape not in self._pending
-                if due and (seen == 1 or seen >= self.convert_after):
+                if due and self.cached(shape) is not None:
+                    # Converted before (warmup, another run): compiling it here takes seconds, less than one
+                    # PyTorch forward, so this image waits for it.
                     self._pending.add(shape)
-                    self._schedule(shape, convert=seen >= self.convert_after)
+                    compile_here = True
+                elif due and seen >= self.convert_after:
+                    self._pending.add(shape)
+                    self._schedule(shape, convert=True)
+        if compile_here:
+            self._build(shape, convert=False)
+            with self._lock:
+                compiled = self._compiled.get(shape)
         if compiled is None:
             return None
         arrays = graph_inputs(self.model, inputs, shape[2], self.pad_token_id)

@@ -6,9 +6,13 @@ Imports torch but not transformers, and asks CUDA for its devices through NVML (
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from prelabel.core.errors import ModelUnavailable
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of bf16 dot-product instructions
 
 
 def available_devices() -> list[str]:
@@ -33,3 +37,17 @@ def pick_device(requested: str = "auto") -> str:
                              f"(torch {torch.__version__}); available: {', '.join(available_devices())} "
                              f"(--device / PRELABEL_DEVICE)")
     return requested
+
+
+def cpu_flags() -> set[str]:
+    """The flags this CPU reports in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 dot products natively (AVX512-BF16 or AMX), not by emulation."""
+    return bool(cpu_flags() & set(NATIVE_BF16_FLAGS))

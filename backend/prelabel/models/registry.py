@@ -52,6 +52,7 @@ from prelabel.models.random_weights import (
 )
 from prelabel.models.runtimes import (
     DEFAULT_RUNTIME_CACHE,
+    OPENVINO_PRECISIONS,
     SAM_CONVERT_MEMORY_GB,
     SAM_RUNTIMES,
     OnnxImageEncoder,
@@ -181,12 +182,13 @@ def _detector(spec: str, device: str, torch_dtype: torch.dtype) -> Detector:
 def load_segmenter(
     spec: str = DEFAULT_SEGMENTER, device: str = "auto", dtype: str = "fp32", cache_mb: int = 512,
     runtime: str = "torch", runtime_cache: str = DEFAULT_RUNTIME_CACHE, convert_memory_gb: float = SAM_CONVERT_MEMORY_GB,
+    precision: str = "fp32",
 ) -> SamSegmenter:
     """A SAM, SAM-HQ or SAM 2.1 segmenter from a hub id, a local folder, an official ``sam_vit_*.pth`` or ``random-*``.
 
     ``runtime`` runs the image encoder as PyTorch (``torch``), dynamically quantised int8 PyTorch
-    (``int8``, CPU), ONNX Runtime (``onnx``, CPU, fp32) or OpenVINO (``openvino``, CPU; ``dtype`` fp32 or bf16
-    is its inference precision, the PyTorch decoder stays fp32); the decoder always runs in PyTorch.
+    (``int8``, CPU), ONNX Runtime (``onnx``, CPU, fp32) or OpenVINO (``openvino``, CPU; ``precision`` fp32 or
+    bf16 is its inference precision, the PyTorch decoder stays fp32); the decoder always runs in PyTorch.
     Converted encoders are cached under ``runtime_cache`` (:mod:`prelabel.models.runtimes`); an OpenVINO encoder
     not converted yet runs in PyTorch until a job's :meth:`~SamSegmenter.expect_images` makes its conversion pay off
     (in a child process past ``convert_memory_gb`` of memory is stopped).
@@ -198,7 +200,12 @@ def load_segmenter(
     if runtime != "torch" and device != "cpu":
         raise ModelLoadError(f"the {runtime} runtime is for the CPU; on {device} use --sam-runtime torch "
                              f"(and --dtype fp16/bf16)")
-    encoder_precision = dtype
+    if precision not in OPENVINO_PRECISIONS:
+        raise ModelLoadError(f"unknown SAM encoder precision {precision!r}; use auto, "
+                             f"{', '.join(OPENVINO_PRECISIONS)} (PRELABEL_SAM_PRECISION)")
+    if precision != "fp32" and runtime != "openvino":
+        raise ModelLoadError(f"the SAM encoder precision {precision} is OpenVINO's: pass --sam-runtime openvino, or "
+                             f"--sam-precision fp32 (--dtype sets PyTorch's)")
     if runtime == "openvino":
         if torch_dtype == torch.float16:
             raise ModelLoadError("the openvino runtime runs fp32 or bf16 on the CPU: pass --dtype fp32 or bf16")
@@ -223,9 +230,8 @@ def load_segmenter(
     if runtime == "onnx":
         encoder = OnnxImageEncoder(model, _input_side(model), runtime_cache)
     elif runtime == "openvino":
-        encoder = OpenVinoImageEncoder(model, _input_side(model), runtime_cache, "bf16" if encoder_precision == "bf16"
-                                       else "fp32", convert_memory_gb)
-    model_id = runtime_model_id(spec, runtime)
+        encoder = OpenVinoImageEncoder(model, _input_side(model), runtime_cache, precision, convert_memory_gb)
+    model_id = runtime_model_id(spec, runtime, precision)
     kwargs = {"random_weights": is_random(spec), "device": device, "dtype": torch_dtype,
               "cache_bytes": cache_mb * 1024**2, "encoder": encoder}
     if isinstance(model, Sam2Model):

@@ -52,9 +52,12 @@ def random_specs(kind: str) -> tuple[str, ...]:
     return tuple(spec for spec, (spec_kind, _) in RANDOM_SPECS.items() if spec_kind in (kind, "both"))
 
 
-def runtime_model_id(spec: str, runtime: str = "torch") -> str:
-    """The id a model reports: its spec, plus its runtime when it is not PyTorch (``spec+openvino``)."""
-    return spec if runtime == "torch" else f"{spec}+{runtime}"
+def runtime_model_id(spec: str, runtime: str = "torch", precision: str = "fp32") -> str:
+    """The id a model reports: its spec, plus its runtime when it is not PyTorch (``spec+openvino``) and a reduced
+    precision of that runtime (``spec+openvino-bf16``)."""
+    if runtime == "torch":
+        return spec
+    return f"{spec}+{runtime}" + (f"-{precision}" if precision != "fp32" else "")
 
 
 def model_type_of(spec: str) -> str | None:

@@ -53,7 +53,7 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
     detector = (load_detector(s.detector, s.device, s.dtype, s.detector_runtime, s.runtime_cache,
                               s.detector_convert_after, s.detector_convert_memory_gb) if s.detector else None)
     segmenter = (load_segmenter(s.segmenter, s.device, s.dtype, s.cache_mb, s.sam_runtime, s.runtime_cache,
-                                s.sam_convert_memory_gb) if s.segmenter else None)
+                                s.sam_convert_memory_gb, s.sam_precision) if s.segmenter else None)
     for model in (segmenter, detector):  # models are shared per process: the store follows the settings built last
         if isinstance(model, StoresEmbeddings):
             model.use_store(s.embedding_store_url(default_on=False), s.embedding_store_bytes, s.sam_runtime)
@@ -68,14 +68,16 @@ def resolved(settings: Settings) -> Settings:
     if settings.segmenter and segments_itself(settings.detector):
         log.info("%s segments itself: the segmenter %s is not loaded", settings.detector, settings.segmenter)
         settings = replace(settings, segmenter="")
-    if AUTO in (settings.dtype, settings.sam_runtime, settings.detector_runtime):
-        from prelabel.models.devices import pick_device  # torch, only when there is an ``auto`` to resolve
+    if AUTO in (settings.dtype, settings.sam_runtime, settings.detector_runtime, settings.sam_precision):
+        from prelabel.models.devices import native_bf16_cpu, pick_device  # torch, only with an ``auto`` to resolve
 
-        choice = choose(pick_device(settings.device), settings.segmenter, settings.dtype, settings.sam_runtime,
-                        detector=settings.detector, detector_runtime=settings.detector_runtime)
+        device = pick_device(settings.device)
+        choice = choose(device, settings.segmenter, settings.dtype, settings.sam_runtime,
+                        detector=settings.detector, detector_runtime=settings.detector_runtime,
+                        sam_precision=settings.sam_precision, native_bf16=device == "cpu" and native_bf16_cpu())
         _log_choice(choice)
         settings = replace(settings, dtype=choice.dtype, sam_runtime=choice.sam_runtime,
-                           detector_runtime=choice.detector_runtime)
+                           detector_runtime=choice.detector_runtime, sam_precision=choice.sam_precision)
     return settings
 
 
@@ -102,7 +104,8 @@ def planned_models(settings: Settings) -> dict[str, str | None]:
     """What :attr:`Labeler.models` will be for these settings, without loading anything."""
     settings = resolved(settings)
     models = {"detector": runtime_model_id(settings.detector, settings.detector_runtime) if settings.detector else None,
-              "segmenter": runtime_model_id(settings.segmenter, settings.sam_runtime) if settings.segmenter else None,
+              "segmenter": runtime_model_id(settings.segmenter, settings.sam_runtime, settings.sam_precision)
+              if settings.segmenter else None,
               "dtype": settings.dtype}
     if settings.video_tracker:
         models["tracker"] = settings.video_tracker
