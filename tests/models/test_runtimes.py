@@ -7,7 +7,7 @@ import torch
 from prelabel.bench.timing import mask_iou
 from prelabel.core.errors import ModelLoadError
 from prelabel.core.labels import parse_labels
-from prelabel.models import auto, runtimes
+from prelabel.models import auto, devices, runtimes
 from prelabel.models.random_weights import build_sam
 from prelabel.models.registry import load_detector, load_segmenter
 from prelabel.pipeline import build_labeler, planned_model_version
@@ -105,15 +105,19 @@ def test_auto_follows_the_decision_table():
     assert "openvino" in auto.choose("cpu", sam, openvino=True).reason
 
 
-def test_auto_resolves_before_the_model_version(monkeypatch):
+@pytest.mark.parametrize("native_bf16", [False, True], ids=["no-native-bf16", "native-bf16"])
+def test_auto_resolves_before_the_model_version(monkeypatch, native_bf16):
     monkeypatch.setattr(auto, "_installed", lambda module: module == "openvino")
+    monkeypatch.setattr(devices, "native_bf16_cpu", lambda: native_bf16)
     settings = Settings(detector="random-tiny", segmenter="random-full", device="cpu")
-    assert (settings.dtype, settings.sam_runtime) == ("auto", "auto"), "auto is the default"
+    assert (settings.dtype, settings.sam_runtime, settings.sam_precision) == ("auto",) * 3, "auto is the default"
     concrete = resolved(settings)
-    assert (concrete.dtype, concrete.sam_runtime) == ("fp32", "openvino")
-    assert planned_models(settings) == {"detector": "random-tiny", "segmenter": "random-full+openvino", "dtype": "fp32"}
+    precision = "bf16" if native_bf16 else "fp32"
+    assert (concrete.dtype, concrete.sam_runtime, concrete.sam_precision) == ("fp32", "openvino", precision)
+    segmenter = "random-full+openvino" + ("-bf16" if native_bf16 else "")
+    assert planned_models(settings) == {"detector": "random-tiny", "segmenter": segmenter, "dtype": "fp32"}
     explicit = Settings(detector="random-tiny", segmenter="random-full", device="cpu", dtype="fp32",
-                        sam_runtime="openvino")
+                        sam_runtime="openvino", sam_precision=precision)
     labels = parse_labels("cat")
     assert planned_model_version(settings, labels) == planned_model_version(explicit, labels)
     assert planned_model_version(settings, labels) != planned_model_version(
