@@ -13,7 +13,7 @@ from prelabel.core.errors import ExitCode
 pytest.importorskip("openvino")
 
 MODELS = ["--detector", "random-tiny", "--segmenter", "random-tiny", "--device", "cpu", "--dtype", "fp32",
-          "--sam-runtime", "openvino", "--detector-runtime", "openvino"]
+          "--sam-runtime", "openvino", "--sam-precision", "fp32", "--detector-runtime", "openvino"]
 LABELS = ["--labels", "box=red box,disc=green circle"]
 
 

@@ -100,3 +100,12 @@ def test_a_conversion_past_its_memory_limit_leaves_pytorch_running(tmp_path, cap
     assert not list((tmp_path / "openvino").glob("*/image_encoder.xml")), "no half-written model left"
     with torch.inference_mode():
         assert encoder(torch.zeros(1, 3, side, side)).shape[1] > 0, "PyTorch keeps encoding"
+
+
+def test_closing_stops_a_background_conversion_and_leaves_nothing_behind(tmp_path):
+    model = build_sam("random-tiny")[0]
+    encoder = runtimes.OpenVinoImageEncoder(model, model.config.vision_config.image_size, tmp_path)
+    encoder.expect(None)  # a conversion starts...
+    encoder.close()  # ...and the process exits (registered at exit)
+    assert not encoder._thread.is_alive() and encoder.runtime == "torch"
+    assert not [p for p in (tmp_path / "openvino").glob("*") if not p.name.endswith(".lock")], "no scratch left"

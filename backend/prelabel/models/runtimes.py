@@ -12,6 +12,7 @@ the minute a conversion costs is paid once per machine, not at every start.
 from __future__ import annotations
 
 import argparse
+import atexit
 import fcntl
 import hashlib
 import json
@@ -284,7 +285,8 @@ def openvino_available() -> bool:
 
 
 SAM_CONVERT_MEMORY_GB = 10.0  # a SAM encoder conversion past this much memory is stopped (ViT-B peaks near 3 GiB)
-EXPECTED_SPEEDUP = 2.3  # OpenVINO f32 over PyTorch fp32 for SAM encoders on CPUs measured so far (models/auto.py)
+# OpenVINO over PyTorch fp32 for SAM encoders, per precision: the lower of the runs measured so far (models/auto.py)
+EXPECTED_SPEEDUP = {"fp32": 2.9, "bf16": 4.7}
 PRIOR_CONVERT_SECONDS_PER_MPARAM = 0.6  # a SAM encoder conversion's cost before this machine measured one (ViT-B: ~50 s)
 _COSTS = "conversion-costs.json"  # per machine, in the runtime cache: seconds per million parameters measured
 
@@ -297,7 +299,7 @@ class OpenVinoImageEncoder:
     versions) is compiled at once. Otherwise it is converted in a background **child process** (memory-limited,
     one per machine at a time) only when that pays off: :meth:`expect` tells how many images the job has
     (``None``: a server, open-ended), and after the first PyTorch encoding the saving still to be had (images left
-    × the measured PyTorch time × (1 − 1/:data:`EXPECTED_SPEEDUP`)) is weighed against the conversion's cost on
+    × the measured PyTorch time × (1 − 1/:data:`EXPECTED_SPEEDUP` of the precision)) is weighed against the conversion's cost on
     this machine (recorded after each conversion). :meth:`prepare` converts now (``prelabel warmup``).
     ``precision`` (``fp32`` or ``bf16``) is OpenVINO's ``INFERENCE_PRECISION_HINT``; the IR is the same f32 graph.
     ``runtime`` says what runs now: ``torch`` until the switch, then ``openvino``.
@@ -321,6 +323,7 @@ class OpenVinoImageEncoder:
         self._expected: int | None = None  # images of this job (None: open-ended, e.g. a server)
         self._decided = True  # nothing to decide until a job says what it expects (expect)
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         if self.path.is_file():
             self._compile()
@@ -372,7 +375,15 @@ class OpenVinoImageEncoder:
                 return
             self._thread = threading.Thread(target=self._prepare_logged, name="openvino-sam-encoder", daemon=True)
         log.info("OpenVINO SAM encoder: converting in the background; PyTorch encodes meanwhile")
+        atexit.register(self.close)
         self._thread.start()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop a background conversion (its child is killed) and wait for the thread. Registered at exit: a job
+        that ends first must leave no conversion process behind, nor a thread inside OpenVINO at finalisation."""
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a background conversion, if one was started."""
@@ -398,7 +409,7 @@ class OpenVinoImageEncoder:
         if left is None:
             self.convert_in_background()
             return
-        saving = left * self._torch_seconds * (1 - 1 / EXPECTED_SPEEDUP)
+        saving = left * self._torch_seconds * (1 - 1 / EXPECTED_SPEEDUP[self.precision])
         cost = self.conversion_estimate()
         if saving > cost:
             log.info("OpenVINO SAM encoder: the %d image(s) left would save ~%.1f s, converting costs ~%.0f s",
@@ -412,7 +423,8 @@ class OpenVinoImageEncoder:
         try:
             self.prepare()
         except RuntimeUnavailable as exc:  # includes ConversionFailed: the encoder stays in PyTorch
-            log.warning("OpenVINO SAM encoder: no converted model, PyTorch keeps encoding: %s", exc)
+            (log.debug if self._closing.is_set() else log.warning)(
+                "OpenVINO SAM encoder: no converted model, PyTorch keeps encoding: %s", exc)
             return
         log.info("OpenVINO SAM encoder: ready (converted in %.0f s, compiled in %.1f s); it encodes from now on",
                  self.convert_seconds, self.compile_seconds)
@@ -422,7 +434,7 @@ class OpenVinoImageEncoder:
         self.model.save_pretrained(weights)
         try:
             convert_in_child(__name__, [str(weights), str(out), str(self.image_size)], self.convert_memory_bytes,
-                             "PRELABEL_SAM_CONVERT_MEMORY_GB")
+                             "PRELABEL_SAM_CONVERT_MEMORY_GB", stop=self._closing)
         finally:
             shutil.rmtree(weights, ignore_errors=True)
 

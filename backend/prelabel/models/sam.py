@@ -162,7 +162,7 @@ class SamSegmenter:
         """The low-resolution mask logits ``(N, 256, 256)`` of the best mask per pixel box (SAM ViT-B/L/H): what
         the runtimes' agreement is judged on (``prelabel bench``)."""
         if self.box_decoder is None:
-            raise BadRequest(f"box logits are read from SAM's restructured box decoder; {self.model_id} has none")
+            raise TypeError(f"box logits are read from SAM's restructured box decoder; {self.model_id} has none")
         embedding = self.embed(image)
         boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 2, 2)
         input_boxes = torch.from_numpy(self._to_model_coords(boxes, embedding).reshape(-1, 4))
