@@ -298,9 +298,10 @@ class OpenVinoImageEncoder:
     A converted model found in the cache (``runtime_cache``, keyed by the weights, the input size and the library
     versions) is compiled at once. Otherwise it is converted in a background **child process** (memory-limited,
     one per machine at a time) only when that pays off: :meth:`expect` tells how many images the job has
-    (``None``: a server, open-ended), and after the first PyTorch encoding the saving still to be had (images left
-    × the measured PyTorch time × (1 − 1/:data:`EXPECTED_SPEEDUP` of the precision)) is weighed against the conversion's cost on
-    this machine (recorded after each conversion). :meth:`prepare` converts now (``prelabel warmup``).
+    (``None``: a server, open-ended), and after the first PyTorch encoding the saving still to be had (images
+    left × the measured PyTorch time × (1 − 1/:data:`EXPECTED_SPEEDUP` of the precision)) is weighed against the
+    conversion's cost on this machine (recorded after each conversion). :meth:`prepare` converts now
+    (``prelabel warmup``); :meth:`close` stops a conversion still running (at exit).
     ``precision`` (``fp32`` or ``bf16``) is OpenVINO's ``INFERENCE_PRECISION_HINT``; the IR is the same f32 graph.
     ``runtime`` says what runs now: ``torch`` until the switch, then ``openvino``.
     """
