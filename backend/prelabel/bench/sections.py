@@ -432,15 +432,18 @@ def click(b: Bench) -> None:
             seg.store = store
             seg.embed(image)
 
+        def one_click(_: int) -> None:
+            b.labeler.click(image, point, label)
+
         try:
             times = interleaved({
-                "cold": Case(lambda _: b.labeler.click(image, point, label), fresh_process(with_store=False)),
-                "store": Case(lambda _: b.labeler.click(image, point, label), fresh_process(with_store=True)),
+                "cold": Case(one_click, fresh_process(with_store=False)),
+                "store": Case(one_click, fresh_process(with_store=True)),
             }, b.repeats)
             # Store vs cached differ by a read (~1% of a click): many cheap pairs, so that load noise cancels.
             close = interleaved({
-                "store": Case(lambda _: b.labeler.click(image, point, label), fresh_process(with_store=True)),
-                "cached": Case(lambda _: b.labeler.click(image, point, label), warm),
+                "store": Case(one_click, fresh_process(with_store=True)),
+                "cached": Case(one_click, warm),
             }, max(b.repeats, CLOSE_REPEATS))
             points = b.images[0].click_points(b.clicks)
             fresh_process(with_store=False)(0)  # the fp32 embedding, encoded in this process
@@ -773,9 +776,7 @@ def judged_ious(reference: torch.Tensor, other: torch.Tensor) -> np.ndarray:
     for ref, out in zip(reference, other, strict=True):
         magnitude = ref.abs()
         confident = magnitude > magnitude.median()
-        a, b = (ref > 0) & confident, (out > 0) & confident
-        union = (a | b).sum().item()
-        ious.append((a & b).sum().item() / union if union else 1.0)
+        ious.append(mask_iou(((ref > 0) & confident).numpy(), ((out > 0) & confident).numpy()))
     return np.asarray(ious)
 
 

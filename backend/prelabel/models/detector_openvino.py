@@ -260,8 +260,9 @@ class OpenVinoDetectorRuntime:
         return path if path.is_file() else None
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(logits, pred_boxes)`` from OpenVINO, or None when ``inputs``' shape has no compiled model yet
-        (it is then counted, and converted or compiled in the background when due)."""
+        """``(logits, pred_boxes)`` from OpenVINO, or None when ``inputs``' shape has no compiled model yet (it is
+        then counted, and converted in the background when due). A shape converted on disk but not compiled in
+        this process is compiled here first."""
         shape = shape_of(inputs, self.max_text_length)
         compile_here = False
         with self._lock:

@@ -315,6 +315,7 @@ class OpenVinoImageEncoder:
         self.cache_dir = Path(cache_dir).expanduser()
         self.convert_memory_bytes = int(convert_memory_gb * 1024**3)
         self.key = cache_key(model, "openvino", "ir-f32", image_size, ("openvino",))
+        self._mparams = sum(p.numel() for p in model.vision_encoder.parameters()) / 1e6  # a conversion costs by these
         self.path = self.cache_dir / "openvino" / self.key / "image_encoder.xml"
         self.convert_seconds = 0.0  # spent converting in this process (0.0: the cache had it, or none yet)
         self.compile_seconds = 0.0
@@ -393,12 +394,11 @@ class OpenVinoImageEncoder:
 
     def conversion_estimate(self) -> float:
         """Seconds a conversion of this encoder is expected to take here (measured before, else the prior)."""
-        parameters = sum(p.numel() for p in self.model.vision_encoder.parameters()) / 1e6
         try:
             per_mparam = float(json.loads((self.cache_dir / _COSTS).read_text())["seconds_per_mparam"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError):  # none measured yet, or an unreadable record
             per_mparam = PRIOR_CONVERT_SECONDS_PER_MPARAM
-        return parameters * per_mparam
+        return self._mparams * per_mparam
 
     def _decide(self) -> None:
         """After the first PyTorch encoding of a job: convert in the background when it pays off."""
@@ -454,9 +454,8 @@ class OpenVinoImageEncoder:
         self.compiled = compiled
 
     def _record_cost(self, seconds: float) -> None:
-        parameters = sum(p.numel() for p in self.model.vision_encoder.parameters()) / 1e6
         try:
-            (self.cache_dir / _COSTS).write_text(json.dumps({"seconds_per_mparam": seconds / parameters}))
+            (self.cache_dir / _COSTS).write_text(json.dumps({"seconds_per_mparam": seconds / self._mparams}))
         except OSError as exc:
             log.warning("OpenVINO SAM encoder: cannot record the conversion's cost (%s)", exc)
 

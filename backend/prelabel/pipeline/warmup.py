@@ -12,6 +12,7 @@ from PIL import Image
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
+from prelabel.core.video import IMAGE_SUFFIXES
 from prelabel.models.detector_openvino import OpenVinoDetectorRuntime, shapes_for
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.runtimes import OpenVinoImageEncoder, RuntimeUnavailable
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 
 # (height, width) of the images most jobs see when none are given: a 4:3 photo and a 16:9 video frame.
 COMMON_SIZES = ((3000, 4000), (1080, 1920))
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
