@@ -68,6 +68,16 @@ def test_rles_decode_straight_into_crops(seed):
         assert np.array_equal(masks.boxes(), Masks.from_dense(dense).boxes())
 
 
+def test_compressed_rles_of_noisy_and_large_masks_decode_as_pycocotools_does():
+    """Long strings: counts of several 5-bit groups, negative deltas, runs of one pixel, a huge run at the end."""
+    rng = np.random.default_rng(0)
+    frames = [rng.random((300, 400)) < 0.5, rng.random((300, 400)) < 0.02, np.zeros((300, 400), bool)]
+    frames[2][299, 0] = frames[2][0, 399] = True
+    masks = Masks.from_rles((400, 300), [mask_to_rle(frame) for frame in frames])
+    for i, frame in enumerate(frames):
+        assert np.array_equal(masks[i], frame) and masks.rle(i) == mask_to_rle(frame)
+
+
 def mask_utils_counts(frame: np.ndarray) -> list[int]:
     """Uncompressed COCO counts of a mask (column-major runs, zeros first)."""
     flat = np.concatenate([[0], frame.T.ravel().astype(np.int8), [0]])

@@ -85,9 +85,9 @@ class Masks:
                 origins.append((0, 0))
                 continue
             x1, x2 = int(starts[0]) // height, (int(ends[-1]) - 1) // height + 1
-            delta = np.zeros((x2 - x1) * height + 1, dtype=np.int8)  # runs never overlap: sums stay 0 or 1
-            np.add.at(delta, starts - x1 * height, 1)
-            np.add.at(delta, ends - x1 * height, -1)
+            delta = np.zeros((x2 - x1) * height + 1, dtype=np.int8)  # runs never overlap: the sums stay 0 or 1
+            delta[starts - x1 * height] = 1  # distinct: a run ends strictly before the next one starts
+            delta[ends - x1 * height] = -1
             strip = np.cumsum(delta[:-1], dtype=np.int8).view(bool).reshape(x2 - x1, height).T  # (H, x1..x2)
             rows = np.flatnonzero(strip.any(axis=1))
             crops.append(np.ascontiguousarray(strip[rows[0]:rows[-1] + 1]))
@@ -166,20 +166,20 @@ class Masks:
         return [np.clip(polygon + offset, 0, [width, height]).astype(np.float32) for polygon in polygons]
 
 
-def _counts(text: str) -> list[int]:
-    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``, which it does not export):
-    each count in 5-bit groups offset by 48, bit 6 = more groups, sign-extended; from the third on, a delta to the
-    count two before."""
-    counts: list[int] = []
-    value = shift = 0
-    for char in text:
-        code = ord(char) - 48
-        value |= (code & 0x1F) << shift
-        shift += 5
-        if code & 0x20:
-            continue
-        if code & 0x10:
-            value |= -1 << shift
-        counts.append(value + counts[-2] if len(counts) > 2 else value)
-        value = shift = 0
-    return counts
+def _counts(text: str) -> np.ndarray:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``, which it does not export),
+    decoded in numpy: each count in 5-bit groups offset by 48, bit 6 = more groups, sign-extended; from the fourth
+    on, a delta to the count two before."""
+    codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+    ends = np.flatnonzero((codes & 0x20) == 0)  # each count's last character
+    if not len(ends):
+        return np.zeros(0, np.int64)
+    codes = codes[:ends[-1] + 1]  # a dangling group (corrupt input) is dropped, as pycocotools does
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    position = np.arange(len(codes)) - np.repeat(starts, ends - starts + 1)  # of each character in its count
+    values = np.add.reduceat((codes & 0x1F) << (5 * position), starts)
+    negative = (codes[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * (ends - starts + 1))[negative]
+    values[3::2] = np.cumsum(values[1::2])[1:]
+    values[4::2] = np.cumsum(values[2::2])[1:]
+    return values
