@@ -76,6 +76,9 @@ def test_each_image_shape_runs_in_pytorch_until_converted_then_in_openvino(conve
         boxes = detect(detector, image)
         assert within_the_bar(reference[name], boxes), matched_iou(reference[name], boxes)
     assert runtime.runs == runs + 2, "both shapes ran in OpenVINO"
+    compiled = sorted(path.parent.parent.name for path in runtime.cache_dir.glob("openvino-detector/*/compiled-*/*.blob"))
+    assert compiled == sorted(runtime.key(shape) for shape in ((128, 192, 32), (192, 128, 32))), \
+        "OpenVINO keeps each compiled shape beside its converted model, for the next process"
 
 
 def test_another_process_reuses_the_conversion_and_changed_weights_convert_again(converted):

@@ -54,6 +54,16 @@ def test_a_converted_encoder_is_cached_on_disk_and_reused(runtime, tmp_path, mon
     np.testing.assert_allclose(second(pixels).numpy(), reference.numpy(), rtol=1e-3, atol=1e-4)
     left = [p.name for p in (tmp_path / runtime).iterdir() if not p.name.endswith(".lock")]  # the workers' lock
     assert left == [first.path.parent.name], "no scratch folders left"
+    if runtime == "openvino":
+        assert list(first.path.parent.glob("compiled-*/*.blob")), "the compiled model is kept beside the IR"
+
+
+def test_openvino_keeps_compiled_models_only_where_it_can_write(tmp_path):
+    assert runtimes.openvino_config("bf16", tmp_path)["CACHE_DIR"].startswith(str(tmp_path / "compiled-"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "CACHE_DIR" not in runtimes.openvino_config("bf16", blocker), "OpenVINO would fail the compilation"
+    assert "CACHE_DIR" not in runtimes.openvino_config("fp32")
 
 
 def test_the_cache_key_follows_the_weights_and_the_versions(monkeypatch):

@@ -351,7 +351,7 @@ class OpenVinoDetectorRuntime:
             model = self._core.read_model(str(path))
             # Static input shapes: the graph runs only at its shape anyway, and static kernels are ~15% faster.
             model.reshape({port.get_any_name(): dims for port, dims in zip(model.inputs, input_shapes(shape))})
-            compiled = self._core.compile_model(model, "CPU", openvino_config(self.precision))
+            compiled = self._core.compile_model(model, "CPU", openvino_config(self.precision, path.parent))
             os.utime(path.parent)  # most recently used: the last to be evicted from the disk cache
             log.info("OpenVINO detector: compiled %d×%d (text %d) in %.1f s", *shape, time.perf_counter() - started)
         except (RuntimeUnavailable, RuntimeError, OSError) as exc:

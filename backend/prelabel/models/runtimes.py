@@ -37,6 +37,7 @@ from torch import nn
 from transformers import AutoModel
 
 from prelabel.core.errors import PrelabelError
+from prelabel.models.devices import cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +271,25 @@ def openvino_for(option: str, precision: str) -> ModuleType:
     return openvino
 
 
-def openvino_config(precision: str) -> dict[str, str | int]:
-    """OpenVINO's CPU compile options: the precision hint, and as many threads as torch uses."""
-    return {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision], "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+def openvino_config(precision: str, folder: Path | None = None) -> dict[str, str | int]:
+    """OpenVINO's CPU compile options: the precision hint, and as many threads as torch uses.
+
+    With the ``folder`` of a converted model, OpenVINO keeps the compiled model there too (its ``CACHE_DIR``,
+    keyed by the graph and these options; a broken entry is recompiled): a later process compiles Grounding
+    DINO in ~0.9 s instead of ~4 s. One subfolder per CPU, as a compiled model is made for its instruction set;
+    none where it cannot be written (OpenVINO would fail the compilation).
+    """
+    config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[precision],
+                                    "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    if folder is not None:
+        compiled = folder / f"compiled-{hashlib.sha256(' '.join(sorted(cpu_flags())).encode()).hexdigest()[:12]}"
+        try:
+            compiled.mkdir(exist_ok=True)
+        except OSError:
+            return config
+        if os.access(compiled, os.W_OK):
+            config["CACHE_DIR"] = str(compiled)
+    return config
 
 
 def openvino_available() -> bool:
@@ -444,7 +461,8 @@ class OpenVinoImageEncoder:
         started = time.perf_counter()
         try:
             core = self._ov.Core()
-            compiled = core.compile_model(core.read_model(str(self.path)), "CPU", openvino_config(self.precision))
+            compiled = core.compile_model(core.read_model(str(self.path)), "CPU",
+                                          openvino_config(self.precision, self.path.parent))
         except RuntimeError as exc:  # OpenVINO's error for an unreadable or inconsistent IR
             log.warning("OpenVINO SAM encoder: the cached model %s is corrupt (%s): removed, it will be rebuilt",
                         self.path.parent, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
