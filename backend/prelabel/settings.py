@@ -48,8 +48,9 @@ class Settings:
     dtype: str = "auto"  # auto (the fastest that met the accuracy bar here: models/auto.py), fp32, fp16, bf16
     # The segmenter's image encoder: auto, torch, int8 (CPU), onnx (CPU, ONNX Runtime), openvino (CPU).
     sam_runtime: str = "auto"
-    # The OpenVINO SAM encoder's inference precision: auto (bf16 where the CPU has native bf16 and it met the
-    # accuracy bar: models/auto.py), fp32, bf16. Separate from dtype, which sets the PyTorch models'.
+    # SAM's precision with the OpenVINO encoder (the encoder's inference precision and the box decoder's upscaling):
+    # auto (bf16 where the CPU has native bf16 and it met the accuracy bar: models/auto.py), fp32, bf16. Separate
+    # from dtype, which sets the PyTorch models'.
     sam_precision: str = "auto"
     runtime_cache: str = "~/.cache/prelabel"  # converted encoders (ONNX, OpenVINO IR), keyed by weights and versions
     sam_convert_memory_gb: float = 10.0  # openvino: a SAM encoder conversion process past this much memory is stopped

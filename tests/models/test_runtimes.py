@@ -95,6 +95,7 @@ def test_openvino_segmenter_agrees_with_pytorch(dtype, image, tmp_path):
     assert seg.model_id == "random-tiny+openvino" + ("-bf16" if dtype == "bf16" else "")
     assert seg.dtype == torch.float32, "the decoder stays fp32"
     assert seg.encoder.precision == dtype
+    assert seg.box_decoder.upscale_dtype == (torch.bfloat16 if dtype == "bf16" else None), "bf16: the upscaling too"
     masks, _ = seg.segment_boxes(image, BOXES)
     assert masks.shape == (3, 90, 140)
     if dtype == "fp32":

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import SamImageProcessorPil
 
+from prelabel.bench.sections import judged_ious
 from prelabel.core.masks import Masks
 from prelabel.models.random_weights import build_sam
 from prelabel.models.sam import SamSegmenter, logits_to_masks
@@ -47,6 +48,23 @@ def test_fast_decoder_equals_transformers_on_the_same_weights(spec, count, chunk
     assert (masks - expected_masks).abs().max().item() <= 1e-5 * scale, "equal up to float rounding"
     assert torch.allclose(iou, expected_iou, rtol=1e-5, atol=1e-7)
     assert ((masks > 0) == (expected_masks > 0)).float().mean().item() >= 0.99999
+
+
+@pytest.mark.parametrize("spec", ["random-tiny", "random-full"])
+def test_bf16_upscaling_keeps_every_mask_and_the_fp32_choice_of_mask(spec):
+    """The bar of the SAM precision default (``shared/perf-recipes.md`` §3): every mask's IoU vs fp32 >= 0.98 over
+    the pixels whose fp32 |logit| is above its median; the IoU head (fp32) picks the same masks."""
+    torch.set_flush_denormal(True)
+    model, _ = build_sam(spec)
+    config = model.config.prompt_encoder_config
+    embeddings = torch.randn(1, model.config.mask_decoder_config.hidden_size, config.image_embedding_size,
+                             config.image_embedding_size, generator=torch.Generator().manual_seed(1))
+    boxes = random_boxes(12, config.image_size)
+    masks, iou = FastBoxDecoder(model)(embeddings, boxes)
+    fast_masks, fast_iou = FastBoxDecoder(model, upscale_dtype=torch.bfloat16)(embeddings, boxes)
+    assert fast_masks.dtype == torch.float32 and torch.equal(fast_iou, iou)
+    assert not torch.equal(fast_masks, masks), "the upscaling ran in bf16"
+    assert judged_ious(masks, fast_masks).min() >= 0.98
 
 
 def test_segmenter_boxes_take_the_fast_decoder_and_match_the_transformers_path():

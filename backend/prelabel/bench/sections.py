@@ -46,6 +46,7 @@ from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.protocols import Detector
 from prelabel.models.runtimes import openvino_available
 from prelabel.models.sam import ImageEmbedding, SamSegmenter
+from prelabel.models.sam_decoder import FastBoxDecoder
 from prelabel.pipeline import Labeler, build_labeler
 from prelabel.pipeline.build import forget_loaded_models
 from prelabel.pipeline.tiling import tile_windows
@@ -99,10 +100,10 @@ class Bench:
         """The loaded segmenter (SAM or SAM 2.1): the bench also uses its cache and ``embed``."""
         return self.labeler.segmenter
 
-    def load_segmenter(self, spec: str, dtype: str, runtime: str = "torch") -> SamSegmenter:
-        """Another segmenter on the bench's device (through the one builder)."""
+    def load_segmenter(self, spec: str, dtype: str, runtime: str = "torch", precision: str = "fp32") -> SamSegmenter:
+        """Another segmenter on the bench's device (through the one builder), exactly as named: no ``auto``."""
         settings = Settings(detector="", segmenter=spec, device=self.device, dtype=dtype, cache_mb=self.cache_mb,
-                            sam_runtime=runtime, runtime_cache=self.runtime_cache)
+                            sam_runtime=runtime, runtime_cache=self.runtime_cache, sam_precision=precision)
         segmenter = build_labeler(settings).segmenter
         segmenter.prepare_runtime()  # converted now: the bench times the converted encoder
         return segmenter
@@ -526,6 +527,8 @@ def decoder(b: Bench) -> None:
         )
     count = max(b.region_counts)
     boxes = random_boxes(image, count)
+    if b.device == "cpu" and native_half(b.device):
+        _bf16_upscaling_rows(b, seg, embedding, boxes)
     result_mb = count * height * width / 1024**2  # the bool masks both paths return
     gc.collect()
     ours_mb = peak_rss_during(lambda: seg.segment_boxes(image, boxes))
@@ -536,6 +539,25 @@ def decoder(b: Bench) -> None:
             f"sampled every 2 ms; the bool masks themselves: {result_mb:.0f} MiB (target: them + 512 MiB)"),
         Row("decoder", f"peak RSS rise, transformers, {count} boxes", plain_mb, "MiB", None,
             f"{plain_mb - result_mb:.0f} MiB beyond the bool masks"),
+    )
+
+
+def _bf16_upscaling_rows(b: Bench, seg: SamSegmenter, embedding: ImageEmbedding, boxes: np.ndarray) -> None:
+    """The box decoder with its upscaling in bf16 (``--sam-precision bf16``) vs all fp32, side by side on the same
+    cached embedding: time, and every mask's judged IoU (the bar of the SAM precision default)."""
+    model_boxes = torch.from_numpy(seg._to_model_coords(boxes.reshape(-1, 2, 2), embedding).reshape(-1, 4))
+    model_boxes = model_boxes.to(seg.device, seg.dtype)
+    decoders = {"fp32": FastBoxDecoder(seg.model), "bf16": FastBoxDecoder(seg.model, upscale_dtype=torch.bfloat16)}
+    times = interleaved({name: Case(lambda _, d=d: d(embedding.embeddings, model_boxes))
+                         for name, d in decoders.items()}, max(b.repeats, 2))
+    judged = judged_ious(*(d(embedding.embeddings, model_boxes)[0].float() for d in decoders.values()))
+    b.report.add(
+        Row("decoder", f"box decoder fp32 / bf16 upscaling, {len(boxes)} boxes", median_ratio(times["fp32"],
+            times["bf16"]), "x", None, f"{median(times['bf16']):.2f} s vs {median(times['fp32']):.2f} s; the "
+            "attention and the IoU head stay fp32"),
+        Row("decoder", f"judged mask IoU, bf16 upscaling vs fp32, {len(boxes)} boxes (every mask)",
+            float(judged.min()), "min IoU", (">=", 0.98), f"mean {judged.mean():.4f}; each mask's pixels whose fp32 "
+            "|logit| is above its median"),
     )
 
 
@@ -635,8 +657,10 @@ def memory(b: Bench) -> None:
 REFERENCE = "reference"
 """The PyTorch fp32 encoder of the loaded weights: the key every encoder timing is compared with."""
 
-RUNTIME_VARIANTS = {"int8 encoder": ("fp32", "int8"), "onnx encoder": ("fp32", "onnx"),
-                    "openvino encoder": ("fp32", "openvino"), "openvino bf16 encoder": ("bf16", "openvino")}
+# name: (dtype, SAM runtime, SAM precision); "openvino bf16" also runs the box decoder's upscaling in bf16
+RUNTIME_VARIANTS = {"int8 encoder": ("fp32", "int8", "fp32"), "onnx encoder": ("fp32", "onnx", "fp32"),
+                    "openvino encoder": ("fp32", "openvino", "fp32"),
+                    "openvino bf16 encoder": ("fp32", "openvino", "bf16")}
 
 
 @dataclass
@@ -661,11 +685,11 @@ def _encoder_comparison(b: Bench, section: str) -> EncoderComparison:
         variants: dict[str, SamSegmenter] = {}
         load_seconds: dict[str, float] = {}
         if "runtimes" in wanted and _runtimes_apply(b):
-            for name, (dtype, runtime) in RUNTIME_VARIANTS.items():
+            for name, (dtype, runtime, precision) in RUNTIME_VARIANTS.items():
                 if runtime == "openvino" and not openvino_available():
                     continue
                 started = time.perf_counter()
-                variants[name] = b.load_segmenter(b.segmenter_spec, dtype, runtime)
+                variants[name] = b.load_segmenter(b.segmenter_spec, dtype, runtime, precision)
                 load_seconds[name] = time.perf_counter() - started
         if "segmenters" in wanted:
             variants.update({spec: b.load_segmenter(spec, "fp32" if b.dtype == "auto" else b.dtype)

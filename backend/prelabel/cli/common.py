@@ -39,8 +39,9 @@ def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
                         help="runtime of the segmenter's image encoder (int8, onnx, openvino: CPU; auto: the "
                              "fastest that met the accuracy bar here)")
     parser.add_argument("--sam-precision", default=settings.sam_precision, choices=["auto", "fp32", "bf16"],
-                        help="the OpenVINO SAM encoder's precision (auto: bf16 where the CPU has native bf16 and "
-                             "it met the accuracy bar; --dtype sets the PyTorch models')")
+                        help="SAM's precision with the OpenVINO encoder: the encoder's and the box decoder's "
+                             "upscaling (auto: bf16 where the CPU has native bf16 and it met the accuracy bar; "
+                             "--dtype sets the PyTorch models')")
     parser.add_argument("--detector-runtime", default=settings.detector_runtime, choices=["auto", "torch", "openvino"],
                         help="runtime of Grounding DINO (openvino: CPU, each image shape converted once it recurs, "
                              "PyTorch until then; auto: the fastest that met the accuracy bar here)")

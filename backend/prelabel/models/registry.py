@@ -188,7 +188,8 @@ def load_segmenter(
 
     ``runtime`` runs the image encoder as PyTorch (``torch``), dynamically quantised int8 PyTorch
     (``int8``, CPU), ONNX Runtime (``onnx``, CPU, fp32) or OpenVINO (``openvino``, CPU; ``precision`` fp32 or
-    bf16 is its inference precision, the PyTorch decoder stays fp32); the decoder always runs in PyTorch.
+    bf16 is its inference precision, and bf16 also runs the box decoder's upscaling in bf16: its attention stays
+    fp32); the decoder always runs in PyTorch.
     Converted encoders are cached under ``runtime_cache`` (:mod:`prelabel.models.runtimes`); an OpenVINO encoder
     not converted yet runs in PyTorch until a job's :meth:`~SamSegmenter.expect_images` makes its conversion pay off
     (in a child process past ``convert_memory_gb`` of memory is stopped).
@@ -236,7 +237,8 @@ def load_segmenter(
               "cache_bytes": cache_mb * 1024**2, "encoder": encoder}
     if isinstance(model, Sam2Model):
         return Sam2Segmenter(model, model_id, **kwargs)
-    return SamSegmenter(model, _sam_processor(spec, model), model_id, **kwargs)
+    upscale_dtype = torch.bfloat16 if precision == "bf16" else None
+    return SamSegmenter(model, _sam_processor(spec, model), model_id, **kwargs, upscale_dtype=upscale_dtype)
 
 
 def _input_side(model: SamModel | Sam2Model) -> int:

@@ -56,6 +56,7 @@ class SamSegmenter:
         cache_bytes: int = 512 * 1024**2,
         multimask: bool = True,
         encoder: ImageEncoder | None = None,
+        upscale_dtype: torch.dtype | None = None,
     ) -> None:
         self.model = model.to(device=device, dtype=dtype).eval()
         self.image_processor = processor.image_processor if processor is not None else None
@@ -71,8 +72,10 @@ class SamSegmenter:
         self._weights_digest: str | None = None
         self.encoder_calls = 0
         # Box prompts of the original SAM (ViT-B/L/H, SlimSAM) take the restructured decoder (exact, 2-3x faster
-        # at many boxes); SAM-HQ and SAM 2.1 keep their models' own decoders.
-        self.box_decoder = FastBoxDecoder(self.model) if multimask and type(model) is SamModel else None
+        # at many boxes; ``upscale_dtype`` bf16 runs its upscaling in bf16); SAM-HQ and SAM 2.1 keep their models'
+        # own decoders.
+        self.box_decoder = (FastBoxDecoder(self.model, upscale_dtype=upscale_dtype)
+                            if multimask and type(model) is SamModel else None)
 
     @torch.inference_mode()
     def embed(self, image: np.ndarray) -> ImageEmbedding:

@@ -12,6 +12,10 @@ tokens to keys/values/queries per box. Here (exact up to float rounding):
 * the IoU head picks the best of the 3 masks first, and only that mask is multiplied out;
 * boxes run in small chunks, so the per-box tensors stay cache-sized.
 
+``upscale_dtype=torch.bfloat16`` runs the upscaling (a third of the time at 100 boxes) in bf16 on a CPU that
+computes bf16 natively: 1.45x faster at 100 boxes on random-full, every mask's judged IoU vs fp32 1.000
+(``prelabel bench --sections runtimes``); the attention and the IoU head that picks the mask stay fp32.
+
 Box prompts only (batch pre-labeling); clicks keep transformers' path.
 """
 
@@ -42,11 +46,12 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 class FastBoxDecoder:
     """Best-of-3 mask logits ``(N, 256, 256)`` and IoU ``(N,)`` for N boxes, from a cached image embedding."""
 
-    def __init__(self, model: SamModel, chunk: int = CHUNK) -> None:
+    def __init__(self, model: SamModel, chunk: int = CHUNK, upscale_dtype: torch.dtype | None = None) -> None:
         self.model = model
         self.decoder = model.mask_decoder
         self.heads = self.decoder.config.num_attention_heads
         self.chunk = chunk
+        self.upscale_dtype = upscale_dtype  # None: the model's own
         if self.decoder.transformer.num_hidden_layers < 1:
             raise ValueError("the decoder needs at least one two-way attention layer")
 
@@ -61,11 +66,12 @@ class FastBoxDecoder:
         shared = self._shared(image, position)
         sparse = model.prompt_encoder(None, None, boxes[None], None)[0][0]  # (N, 2, C)
         output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+        upscaling = self._upscaling(self.upscale_dtype or image.dtype)
         masks, scores = [], []
         for start in range(0, len(boxes), self.chunk):
             prompts = sparse[start:start + self.chunk]
             tokens = torch.cat([output_tokens.expand(len(prompts), -1, -1), prompts], dim=1)  # (B, 7, C)
-            low_res, iou = self._decode(tokens, image, position, shared, (height, width))
+            low_res, iou = self._decode(tokens, image, position, shared, upscaling, (height, width))
             masks.append(low_res)
             scores.append(iou)
         return torch.cat(masks), torch.cat(scores)
@@ -79,8 +85,20 @@ class FastBoxDecoder:
                 "v0": _heads(token_to_image.v_proj(image), self.heads),
                 "q0": _heads(image_to_token.q_proj(keyed), self.heads)}
 
+    def _upscaling(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The upscaling's weights in ``dtype``: each ConvTranspose2d (kernel 2, stride 2) as a linear layer, its
+        weight ``(2·2·C_out, C_in)`` and bias, and the LayerNorm between them."""
+        decoder = self.decoder
+        weights = {}
+        for name, conv in (("1", decoder.upscale_conv1), ("2", decoder.upscale_conv2)):
+            weights["w" + name] = conv.weight.permute(2, 3, 1, 0).reshape(-1, conv.in_channels)  # (a, b, C_out) x C_in
+            weights["b" + name] = conv.bias.repeat(4)
+        weights["norm_w"], weights["norm_b"] = decoder.upscale_layer_norm.weight, decoder.upscale_layer_norm.bias
+        return {name: tensor.to(dtype) for name, tensor in weights.items()}
+
     def _decode(self, tokens: torch.Tensor, image: torch.Tensor, position: torch.Tensor,
-                shared: dict[str, torch.Tensor], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+                shared: dict[str, torch.Tensor], upscaling: dict[str, torch.Tensor],
+                size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         transformer = self.decoder.transformer
         point_embedding = tokens
         queries, keys = tokens, None  # keys None: still the shared image of layer 0
@@ -111,7 +129,7 @@ class FastBoxDecoder:
         attn = self._token_to_image(transformer.final_attn_token_to_image, queries + point_embedding,
                                     keys + position, keys)
         queries = transformer.layer_norm_final_attn(queries + attn)
-        return self._masks(queries, keys, size)
+        return self._masks(queries, keys, upscaling, size)
 
     def _shared_token_to_image(self, attention: nn.Module, query: torch.Tensor,
                                shared: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -162,7 +180,7 @@ class FastBoxDecoder:
             return residual.baddbmm_(weights, folded_values)
         return torch.baddbmm(residual.expand(len(weights), -1, -1), weights, folded_values)
 
-    def _masks(self, queries: torch.Tensor, keys: torch.Tensor,
+    def _masks(self, queries: torch.Tensor, keys: torch.Tensor, upscaling: dict[str, torch.Tensor],
                size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The best mask of each box (by the IoU head, among the 3 multimask outputs) and its predicted IoU."""
         decoder = self.decoder
@@ -172,21 +190,18 @@ class FastBoxDecoder:
         hyper = torch.stack([decoder.output_hypernetworks_mlps[int(i)](queries[row, 1 + int(i)])
                              for row, i in zip(rows.tolist(), best.tolist())])  # (B, C/8)
         height, width = size
-        conv1, conv2 = decoder.upscale_conv1, decoder.upscale_conv2
+        channels1, channels2 = decoder.upscale_conv1.out_channels, decoder.upscale_conv2.out_channels
+        up = upscaling
         # A ConvTranspose2d of kernel 2, stride 2 is one GEMM per input pixel, (C_in) -> (2, 2, C_out). LayerNorm
         # and GELU act per pixel, so the sub-pixel layout is kept until the single-channel mask is made.
-        x = F.linear(keys, *self._subpixel(conv1))  # (B, hw, 4·C1)
-        x = x.unflatten(2, (4, conv1.out_channels))
-        norm = decoder.upscale_layer_norm
-        x = decoder.activation(F.layer_norm(x, (conv1.out_channels,), norm.weight, norm.bias, norm.eps))
-        y = decoder.activation(F.linear(x, *self._subpixel(conv2)))  # (B, hw, 4, 4·C2)
-        masks = y.reshape(len(keys), -1, conv2.out_channels) @ hyper[:, :, None]  # (B, hw·4·4, 1)
+        x = F.linear(keys.to(up["w1"].dtype), up["w1"], up["b1"])  # (B, hw, 4·C1)
+        x = x.unflatten(2, (4, channels1))
+        norm_eps = decoder.upscale_layer_norm.eps
+        x = decoder.activation(F.layer_norm(x, (channels1,), up["norm_w"], up["norm_b"], norm_eps))
+        y = decoder.activation(F.linear(x, up["w2"], up["b2"]))  # (B, hw, 4, 4·C2)
+        # accumulated in fp32 by the bf16 GEMM; rounding the result keeps every logit's sign
+        masks = y.reshape(len(keys), -1, channels2) @ hyper[:, :, None].to(y.dtype)  # (B, hw·4·4, 1)
+        masks = masks.to(keys.dtype)
         # (B, h, w, a, b, c, d) -> pixel (4i + 2a + c, 4j + 2b + d)
         masks = masks.reshape(len(keys), height, width, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
         return masks.reshape(len(keys), 4 * height, 4 * width), iou[rows, best - 1]
-
-    @staticmethod
-    def _subpixel(conv: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weight ``(2·2·C_out, C_in)`` and bias of a kernel-2, stride-2 ConvTranspose2d as a linear layer."""
-        weight = conv.weight.permute(2, 3, 1, 0).reshape(-1, conv.in_channels)  # (a, b, C_out) x C_in
-        return weight, conv.bias.repeat(4)
