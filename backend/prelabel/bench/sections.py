@@ -22,6 +22,7 @@ from prelabel.batch.outputs import FORMATS, labelstudio_config_for, write_output
 from prelabel.batch.runner import BatchOptions, label_item
 from prelabel.batch.sources import ImageItem
 from prelabel.bench.hardware import count_flops, cpu_features, matmul_peak
+from prelabel.bench.images import BenchImage
 from prelabel.bench.naive import NaiveReference
 from prelabel.bench.report import Report, Row
 from prelabel.bench.server import ServerHarness
@@ -51,21 +52,6 @@ from prelabel.pipeline import Labeler, build_labeler
 from prelabel.pipeline.build import forget_loaded_models
 from prelabel.pipeline.tiling import tile_windows
 from prelabel.settings import Settings
-
-
-@dataclass
-class BenchImage:
-    """A test image as the bytes a request carries and as decoded pixels."""
-
-    name: str
-    data: bytes
-    pixels: np.ndarray
-
-    def click_points(self, count: int) -> np.ndarray:
-        """``count`` fixed click positions spread over the image, ``(count, 2)`` pixels."""
-        height, width = self.pixels.shape[:2]
-        fractions = np.stack([np.linspace(0.3, 0.7, count), np.linspace(0.6, 0.4, count)], axis=1)
-        return (fractions * [width, height]).astype(np.float32)
 
 
 @dataclass

@@ -8,17 +8,15 @@ import threading
 from collections.abc import Sequence
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from prelabel.bench.images import BenchImage
 from prelabel.core.labels import LabelPrompt
 from prelabel.labelstudio.backend import create_app
 from prelabel.pipeline.labeler import Labeler
 from prelabel.settings import Settings
-
-if TYPE_CHECKING:
-    from prelabel.bench.sections import BenchImage
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -67,8 +67,9 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     import torch
 
     from prelabel.bench.hardware import cpu_features, cpu_model
+    from prelabel.bench.images import BenchImage
     from prelabel.bench.report import Report
-    from prelabel.bench.sections import SECTIONS, Bench, BenchImage, native_half
+    from prelabel.bench.sections import SECTIONS, Bench, native_half
     from prelabel.bench.timing import rss_mb
     from prelabel.core.images import decode_image
     from prelabel.core.labels import parse_labels
