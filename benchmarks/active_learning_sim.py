@@ -29,9 +29,9 @@ import numpy as np
 from prelabel.core.geometry import box_iou, box_to_mask, clip_boxes
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import score_regions, task_score
-from prelabel.feedback.fit import expected_calibration_error
 from prelabel.feedback.geometry_correction import BoxCorrection
 from prelabel.feedback.matching import match_shapes
+from prelabel.feedback.metrics import expected_calibration_error
 from prelabel.feedback.report import format_report
 from prelabel.feedback.service import FeedbackService, FeedbackSettings
 from prelabel.feedback.store import FeedbackStore

@@ -14,7 +14,7 @@ from prelabel.core.uncertainty import (
     score_regions,
     task_score,
 )
-from prelabel.feedback.fit import expected_calibration_error
+from prelabel.feedback.metrics import expected_calibration_error
 
 COL = {name: i for i, name in enumerate(FEATURES)}
 

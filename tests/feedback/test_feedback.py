@@ -10,8 +10,9 @@ from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.shapes import Shape
 from prelabel.core.uncertainty import FEATURES
-from prelabel.feedback.fit import Learned, best_threshold, f_beta, fit_feedback
+from prelabel.feedback.fit import Learned, best_threshold, fit_feedback
 from prelabel.feedback.matching import Outcome, RegionOutcome, match_shapes
+from prelabel.feedback.metrics import f_beta
 from prelabel.feedback.report import build_report, format_report
 from prelabel.feedback.service import FeedbackService
 from prelabel.feedback.store import FeedbackStore

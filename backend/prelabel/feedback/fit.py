@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.uncertainty import EXPLORE_WEIGHT, FEATURES
+from prelabel.feedback.geometry_correction import BoxCorrection, LearnedScoring, fit_box_correction
 from prelabel.feedback.matching import Outcome, RegionOutcome
-
-if TYPE_CHECKING:
-    from prelabel.feedback.geometry_correction import BoxCorrection
-    from prelabel.feedback.validation import Confidence
+from prelabel.feedback.metrics import expected_calibration_error, search_cut
+from prelabel.feedback.validation import (
+    Confidence,
+    calibration_from_dict,
+    confidence_of,
+    validate_calibration,
+    validate_threshold,
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,6 @@ class Learned:
         correction a :class:`~prelabel.feedback.geometry_correction.LearnedScoring` carrying both."""
         if self.box_correction is None:
             return self.calibration
-        from prelabel.feedback.geometry_correction import LearnedScoring
-
         return LearnedScoring(self.calibration, self.box_correction)
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,9 +52,6 @@ class Learned:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Learned:
-        from prelabel.feedback.geometry_correction import BoxCorrection
-        from prelabel.feedback.validation import calibration_from_dict
-
         calibration, boxes = data.get("calibration"), data.get("box_correction")
         return cls({str(k): float(v) for k, v in data.get("thresholds", {}).items()},
                    calibration_from_dict(calibration) if calibration else None, dict(data.get("metrics", {})),
@@ -61,53 +61,6 @@ class Learned:
 
 class NotEnoughFeedback(PrelabelError):
     """Too few judged regions to fit anything: not an error state, the project keeps its current fit."""
-
-
-def expected_calibration_error(confidence: np.ndarray, kept: np.ndarray, bins: int = 10) -> float:
-    """ECE: the bin-weighted gap between mean confidence and the share actually kept (equal-width bins)."""
-    confidence, kept = np.asarray(confidence, dtype=np.float64), np.asarray(kept, dtype=np.float64)
-    if len(confidence) == 0:
-        return 0.0
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    error = 0.0
-    for b in np.unique(which):
-        in_bin = which == b
-        error += in_bin.mean() * abs(confidence[in_bin].mean() - kept[in_bin].mean())
-    return float(error)
-
-
-def f_beta(tp: float, fp: float, fn: float, beta: float) -> float:
-    """F-beta from counts (0 when nothing is right)."""
-    b2 = beta * beta
-    denominator = (1 + b2) * tp + b2 * fn + fp
-    return (1 + b2) * tp / denominator if denominator else 0.0
-
-
-def search_cut(scores: np.ndarray, kept: np.ndarray, added: int, floor: float, beta: float,
-               weights: np.ndarray | None = None) -> tuple[float, float]:
-    """The cut (``floor`` or a judged score above it) that maximises F-beta, and that F-beta."""
-    scores, kept = np.asarray(scores, dtype=np.float64), np.asarray(kept, dtype=bool)
-    best, best_f = floor, -1.0
-    for cut in sorted({floor, *scores[scores >= floor].tolist()}):
-        score = f_beta(*cut_counts(scores, kept, added, cut, weights), beta)
-        if score > best_f + 1e-12:
-            best, best_f = float(cut), score
-    return best, best_f
-
-
-def cut_counts(scores: np.ndarray, kept: np.ndarray, added: int, cut: float,
-               weights: np.ndarray | None = None) -> np.ndarray:
-    """``(tp, fp, fn)`` of showing regions with score >= ``cut``; ``added`` misses no cut recovers.
-
-    ``weights``: each judged region's inverse chance of having been shown (1 for shown regions, ``n / m`` for
-    exploration candidates), so a sample of below-threshold detections counts for all of them; the true
-    objects are counted once each (kept regions + added ones), so ``fn`` is what the weighted ``tp`` leaves.
-    """
-    scores, kept = np.asarray(scores, dtype=np.float64), np.asarray(kept, dtype=bool)
-    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
-    shown = scores >= cut
-    tp, fp = float(w[shown & kept].sum()), float(w[shown & ~kept].sum())
-    return np.array([tp, fp, max(float(kept.sum()) + added - tp, 0.0)], dtype=np.float64)
 
 
 def best_threshold(outcomes: Sequence[RegionOutcome], current: float, beta: float = 1.0) -> tuple[float, float]:
@@ -183,9 +136,6 @@ def fit_feedback(
     heuristic), which stays wherever a new fit does not beat it on held-out feedback.
     Raises ValueError when there is too little feedback to learn anything.
     """
-    from prelabel.feedback.geometry_correction import fit_box_correction
-    from prelabel.feedback.validation import confidence_of, validate_calibration, validate_threshold
-
     groups = list(range(len(outcomes))) if groups is None else list(groups)
     floors = floors or current_thresholds
     thresholds = {k: v for k, v in (current.thresholds if current else {}).items() if k in current_thresholds}

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import expit, logit
 
 from prelabel.core.uncertainty import Calibration, heuristic_confidence
+from prelabel.feedback.metrics import cut_counts, expected_calibration_error, f_beta, search_cut
 
 AUC_TOLERANCE = 0.01  # held-out AUC may drop by at most this much
 MIN_AUC_GAIN = 0.02  # the multi-signal model must rank this much better than the monotone one to be preferred
@@ -132,8 +133,6 @@ def held_out_scores(p: np.ndarray, y: np.ndarray, fold_masks: Sequence[np.ndarra
     AUC is averaged over folds (weighted by size) rather than pooled, so a model that gives every
     region the same number within a fold scores 0.5 even if its level differs between folds.
     """
-    from prelabel.feedback.fit import expected_calibration_error
-
     aucs, weights = [], []
     for mask in fold_masks:
         a = auc(p[mask], y[mask])
@@ -249,10 +248,8 @@ def validate_threshold(
     ``scores``/``kept``/``groups``: the judged (shown) regions' detector scores, fates and annotations;
     ``added_groups``: the annotation of each miss (a region the annotator drew). ``floor``: the lowest cut
     that can be judged (below ``current`` where exploration candidates were judged); ``weights``: each
-    region's inverse chance of having been shown (see :func:`prelabel.feedback.fit.cut_counts`).
+    region's inverse chance of having been shown (see :func:`prelabel.feedback.metrics.cut_counts`).
     """
-    from prelabel.feedback.fit import cut_counts, f_beta, search_cut
-
     scores, kept = np.asarray(scores, dtype=np.float64), np.asarray(kept, dtype=bool)
     w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
     fold, k = fold_of([*groups, *added_groups])

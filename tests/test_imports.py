@@ -1,0 +1,89 @@
+"""No import cycles among prelabel's modules, counting the imports a cycle hides in: inside functions and under
+``TYPE_CHECKING``, as well as at module level."""
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "backend" / "prelabel"
+
+
+def module_names() -> dict[str, Path]:
+    """``prelabel.x.y`` -> its file (a package's name -> its ``__init__.py``)."""
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ("prelabel", *path.relative_to(PACKAGE).with_suffix("").parts)
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def imported(node: ast.Import | ast.ImportFrom, module: str, is_package: bool, names: dict[str, Path]) -> set[str]:
+    """The prelabel modules one import statement reads (``from a import b`` reads ``a.b`` where it is a module)."""
+    if isinstance(node, ast.Import):
+        candidates = [alias.name for alias in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            parent = module.split(".")[: len(module.split(".")) - (0 if is_package else 1) - (node.level - 1)]
+            base = ".".join([*parent, *([node.module] if node.module else [])])
+        candidates = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in names else base for alias in node.names]
+    found = set()
+    for name in candidates:
+        parts = name.split(".")
+        while parts and ".".join(parts) not in names:
+            parts.pop()
+        if parts and ".".join(parts) != module:
+            found.add(".".join(parts))
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    names = module_names()
+    graph: dict[str, set[str]] = defaultdict(set)
+    for module, path in names.items():
+        for node in ast.walk(ast.parse(path.read_text())):  # every statement: module level, functions, TYPE_CHECKING
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                graph[module] |= imported(node, module, path.name == "__init__.py", names)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_the_import_graph_is_read_from_the_package():
+    graph = import_graph()
+    assert len(graph) > 50 and "prelabel.feedback.metrics" in graph["prelabel.feedback.validation"]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles_even_through_function_level_or_type_checking_imports():
+    assert cycles(import_graph()) == []
