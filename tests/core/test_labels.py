@@ -2,7 +2,7 @@
 
 import pytest
 
-from prelabel.core.labels import LabelError, LabelPrompt, parse_labels
+from prelabel.core.labels import LabelError, LabelPrompt, box_cuts, parse_labels
 
 
 def test_a_threshold_may_follow_the_name_or_the_prompts():
@@ -25,3 +25,9 @@ def test_a_threshold_may_follow_the_name_or_the_prompts():
 def test_what_the_grammar_cannot_parse_is_an_error_naming_the_label(text, message):
     with pytest.raises(LabelError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_labels(text)
+
+
+def test_a_label_is_cut_at_its_own_threshold_or_the_default():
+    labels = parse_labels("rivet@0.3,crack,scratch@0")
+    assert box_cuts(labels, 0.35).tolist() == [0.3, 0.35, 0.0]
+    assert box_cuts([], 0.35).shape == (0,)

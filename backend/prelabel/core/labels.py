@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from prelabel.core.errors import PrelabelError
 from prelabel.core.parsing import finite
 
@@ -37,6 +39,12 @@ class LabelPrompt:
         object.__setattr__(self, "prompts", prompts)
         if self.box_threshold is not None and not 0.0 <= self.box_threshold <= 1.0:
             raise LabelError(f"box_threshold of {self.name!r} must lie in [0, 1]")
+
+
+def box_cuts(labels: Sequence[LabelPrompt], default: float) -> np.ndarray:
+    """Each label's score cut: its own ``box_threshold``, or ``default``. The one place this rule is written."""
+    return np.array([default if label.box_threshold is None else label.box_threshold for label in labels],
+                    dtype=np.float64)
 
 
 def parse_labels(text: str) -> list[LabelPrompt]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prelabel.core.labels import LabelPrompt
+from prelabel.core.labels import LabelPrompt, box_cuts
 from prelabel.core.shapes import Shape
 from prelabel.feedback.accept import PrecisionCut, choose_cut, held_out_confidence
 from prelabel.feedback.fit import Learned, fit_feedback
@@ -60,7 +60,7 @@ class FeedbackService:
     def fit(self, project: str, prompts: Sequence[LabelPrompt], default_threshold: float) -> Learned:
         """Fit on the project's feedback, validated on held-out annotations against the current fit, and store
         the result (the server predicts with the newest; a refused fit keeps the current model)."""
-        configured = {p.name: default_threshold if p.box_threshold is None else p.box_threshold for p in prompts}
+        configured = dict(zip((p.name for p in prompts), box_cuts(prompts, default_threshold).tolist(), strict=True))
         previous = self.learned(project)
         current = {**configured, **{k: v for k, v in (previous.thresholds if previous else {}).items()
                                     if k in configured}}

@@ -11,7 +11,7 @@ import torch
 from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
 from prelabel.core.geometry import clip_boxes
-from prelabel.core.labels import LabelError, LabelPrompt
+from prelabel.core.labels import LabelError, LabelPrompt, box_cuts
 from prelabel.core.regions import Regions
 
 FP32_ISLANDS = ("MultiScaleDeformableAttention",)
@@ -147,7 +147,7 @@ class GroundingDinoDetector:
         """
         height, width = image.shape[:2]
         names = tuple(label.name for label in labels)
-        thresholds = np.array([box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels])
+        thresholds = box_cuts(labels, box_threshold)
         boxes, scores, label_ids = [], [], []
         chunks = self.chunk_prompts(labels)
         pixels = self._pixels(image) if len(chunks) > 1 else None  # preprocessed once for all chunks

@@ -29,7 +29,7 @@ from transformers import AutoTokenizer, OmDetTurboConfig, OmDetTurboForObjectDet
 
 from prelabel.core.errors import ModelLoadError
 from prelabel.core.geometry import clip_boxes, nms_per_label
-from prelabel.core.labels import LabelError, LabelPrompt, phrase_queries
+from prelabel.core.labels import LabelError, LabelPrompt, box_cuts, phrase_queries
 from prelabel.core.regions import Regions
 from prelabel.models.random_sam3 import clip_char_tokenizer, clip_char_vocab
 
@@ -154,7 +154,7 @@ class OmDetTurboDetector:
                text_threshold: float) -> Regions:
         """Top-k (query, label) pairs at or above the label's threshold, after class-aware NMS."""
         height, width = image.shape[:2]
-        thresholds = np.array([box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels])
+        thresholds = box_cuts(labels, box_threshold)
         boxes, scores = self.label_scores(image, labels)
         flat = scores.reshape(-1)
         top = np.argsort(-flat, kind="stable")[: self.max_detections]

@@ -30,7 +30,7 @@ from transformers import (
 )
 
 from prelabel.core.geometry import clip_boxes
-from prelabel.core.labels import LabelError, LabelPrompt, phrase_queries
+from prelabel.core.labels import LabelError, LabelPrompt, box_cuts, phrase_queries
 from prelabel.core.regions import Regions
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.random_sam3 import clip_char_tokenizer, clip_char_vocab
@@ -102,7 +102,7 @@ class Owlv2Detector:
     ) -> Regions:
         """Patches whose best label scores at least that label's threshold (``text_threshold`` does not apply)."""
         height, width = image.shape[:2]
-        thresholds = np.array([box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels])
+        thresholds = box_cuts(labels, box_threshold)
         boxes, scores = self.label_scores(image, labels)
         best = scores.argmax(axis=1)
         best_score = scores[np.arange(len(best)), best]

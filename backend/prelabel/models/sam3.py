@@ -37,7 +37,7 @@ from transformers import Sam3Model, Sam3TrackerModel
 
 from prelabel.core.errors import BadRequest, PrelabelError
 from prelabel.core.geometry import clip_boxes
-from prelabel.core.labels import LabelError, LabelPrompt
+from prelabel.core.labels import LabelError, LabelPrompt, box_cuts
 from prelabel.core.masks import Masks
 from prelabel.core.regions import Regions
 from prelabel.models.cache import LRUBytesCache, image_key
@@ -367,7 +367,7 @@ class Sam3ConceptSegmenter:
 
         ``text_threshold`` has no counterpart in SAM 3 (there are no per-token scores) and is ignored.
         """
-        thresholds = [box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels]
+        thresholds = box_cuts(labels, box_threshold)
         presence: dict[str, float] = {}
         parts = []
         for label_id, label in enumerate(labels):
@@ -406,7 +406,7 @@ class Sam3ConceptSegmenter:
         boxes = np.concatenate([positive, negative])
         box_labels = np.concatenate([np.ones(len(positive), np.int64), np.zeros(len(negative), np.int64)])
         result = self.run_prompt(image, prompt.prompts[0] if use_text else "visual", boxes, box_labels)
-        cut = threshold if prompt.box_threshold is None else prompt.box_threshold
+        cut = box_cuts([prompt], threshold)[0]
         meta = {"presence": {prompt.name: result["presence"]}, "exemplars": {"positive": len(positive),
                                                                               "negative": len(negative)}}
         return self._regions(image, labels, [(label_id, result, result["scores"] >= cut)], meta)

@@ -10,7 +10,7 @@ import numpy as np
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import nms_per_label
-from prelabel.core.labels import LabelPrompt
+from prelabel.core.labels import LabelPrompt, box_cuts
 from prelabel.core.model_version import model_version
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration, score_regions
@@ -92,10 +92,10 @@ class Labeler:
                                 "(set PRELABEL_DETECTOR / --detector)")
         cfg = self.config
         started = time.perf_counter()
-        thresholds = [cfg.box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels]
+        thresholds = box_cuts(labels, cfg.box_threshold)
         exploring = explore is not None and explore.active
         if exploring:  # one forward pass at the lower cut; above the label's cut, the same regions as without
-            lowered = [replace(lb, box_threshold=min(cut, explore.floor)) for lb, cut in zip(labels, thresholds)]
+            lowered = [replace(lb, box_threshold=float(min(cut, explore.floor))) for lb, cut in zip(labels, thresholds)]
             regions = self.detector.detect(image, lowered, min(cfg.box_threshold, explore.floor),
                                            min(cfg.text_threshold, explore.floor))
         else:
@@ -167,7 +167,7 @@ class Labeler:
         regions = self.detector.find_similar(image, labels, label, positive_boxes, negative_boxes, cfg.box_threshold)
         keep = nms_per_label(regions.boxes_xyxy, regions.scores, regions.label_ids, cfg.nms_iou)
         regions = regions.select(keep[: cfg.max_detections])
-        thresholds = [cfg.box_threshold if lb.box_threshold is None else lb.box_threshold for lb in labels]
+        thresholds = box_cuts(labels, cfg.box_threshold)
         regions = score_regions(regions, thresholds, calibration)
         meta = {**regions.meta, "detector": self.detector.model_id, "segmenter": None,
                 "random_weights": self.random_weights, "model_version": self.model_version(labels, calibration),
