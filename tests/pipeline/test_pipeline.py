@@ -129,3 +129,11 @@ def test_model_version_changes_with_prompts_and_thresholds(labeler):
     assert base != labeler.model_version(parse_labels("cat,dog,car door,car"))
     other = Labeler(labeler.detector, labeler.segmenter, Thresholds(box_threshold=0.31))
     assert base != other.model_version(LABELS)
+
+
+def test_exemplars_and_clicks_without_a_segmenter_need_a_concept_segmenter(labeler, image):
+    boxes_only = Labeler(labeler.detector, None, labeler.config)
+    with pytest.raises(PrelabelError, match="exemplar prompts need a SAM 3 detector"):
+        boxes_only.find_similar(image, LABELS, "cat", np.array([[5, 5, 30, 30]], np.float32))
+    with pytest.raises(PrelabelError, match="interactive segmentation needs a segmenter"):
+        boxes_only.click(image, np.array([[10, 10]]), np.array([1]))

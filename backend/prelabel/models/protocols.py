@@ -51,10 +51,11 @@ class Segmenter(Protocol):
         ...
 
 
+@runtime_checkable
 class ConceptSegmenter(Detector, Protocol):
     """A detector that segments what it finds (SAM 3): ``detect`` returns Regions with ``masks`` and
     ``mask_scores``, so the pipeline runs no segmenter on them. It also answers exemplar prompts and clicks
-    on its cached image features."""
+    on its cached image features (the Labeler tells it from a plain detector by this protocol)."""
 
     encoder_calls: int
 
@@ -65,7 +66,8 @@ class ConceptSegmenter(Detector, Protocol):
         label: str | int,
         positive_boxes: np.ndarray,
         negative_boxes: np.ndarray | None = None,
-        threshold: float = 0.35,
+        *,
+        threshold: float,
     ) -> Regions:
         """Every instance like the positive exemplar pixel boxes (minus the negatives), as ``label``."""
         ...

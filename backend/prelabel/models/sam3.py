@@ -386,7 +386,8 @@ class Sam3ConceptSegmenter:
         label: str | int,
         positive_boxes: np.ndarray,
         negative_boxes: np.ndarray | None = None,
-        threshold: float = 0.35,
+        *,
+        threshold: float,
         use_text: bool = True,
     ) -> Regions:
         """"Label one, find all": every instance like the positive exemplar boxes (pixels, xyxy), as ``label``.

@@ -14,7 +14,7 @@ from prelabel.core.labels import LabelPrompt, box_cuts
 from prelabel.core.model_version import model_version
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import Calibration, score_regions
-from prelabel.models.protocols import Detector, Segmenter, Tracker
+from prelabel.models.protocols import ConceptSegmenter, Detector, Segmenter, Tracker
 from prelabel.pipeline.exploration import Exploration, image_seed, split_candidates
 from prelabel.settings import Settings
 
@@ -139,8 +139,10 @@ class Labeler:
         Without a segmenter, a detector that segments clicks itself (SAM 3's tracker on its cached
         vision features) answers them.
         """
-        segmenter = self.segmenter if self.segmenter is not None else self.detector
-        if not hasattr(segmenter, "segment_points"):
+        segmenter = self.segmenter
+        if segmenter is None and isinstance(self.detector, ConceptSegmenter):
+            segmenter = self.detector
+        if segmenter is None:
             raise PrelabelError("interactive segmentation needs a segmenter; none is configured "
                                 "(set PRELABEL_SEGMENTER / --segmenter)")
         return segmenter.segment_points(image, points, point_labels, box_xyxy)
@@ -159,12 +161,13 @@ class Labeler:
         Positive boxes are drawn instances of ``label``; negative boxes are false hits to steer away from.
         The result is thresholded, NMS-ed and scored like :meth:`predict`.
         """
-        if not hasattr(self.detector, "find_similar"):
+        if not isinstance(self.detector, ConceptSegmenter):
             name = self.detector.model_id if self.detector else "none"
             raise PrelabelError(f"exemplar prompts need a SAM 3 detector (PRELABEL_DETECTOR); the detector is {name!r}")
         cfg = self.config
         started = time.perf_counter()
-        regions = self.detector.find_similar(image, labels, label, positive_boxes, negative_boxes, cfg.box_threshold)
+        regions = self.detector.find_similar(image, labels, label, positive_boxes, negative_boxes,
+                                             threshold=cfg.box_threshold)
         keep = nms_per_label(regions.boxes_xyxy, regions.scores, regions.label_ids, cfg.nms_iou)
         regions = regions.select(keep[: cfg.max_detections])
         thresholds = box_cuts(labels, cfg.box_threshold)
