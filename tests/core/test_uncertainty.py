@@ -15,6 +15,7 @@ from prelabel.core.uncertainty import (
     task_score,
 )
 from prelabel.feedback.metrics import expected_calibration_error
+from prelabel.feedback.validation import MonotoneCalibration
 
 COL = {name: i for i, name in enumerate(FEATURES)}
 
@@ -76,3 +77,13 @@ def test_calibration_learns_a_miscalibrated_score():
         Calibration.fit(features, np.ones(n, bool))
     with pytest.raises(PrelabelError, match="other features"):
         Calibration.from_dict({**calibration.to_dict(), "features": ["score"]})
+
+
+def test_a_calibration_is_a_scoring_that_corrects_no_box():
+    regions = regions_with_masks()
+    features = region_features(regions, [0.3, 0.3])
+    for calibration in (Calibration(tuple(0.5 for _ in FEATURES), -1.0), MonotoneCalibration(2.0, 0.1)):
+        assert calibration.correct_boxes(regions) is regions
+        scored = score_regions(regions, [0.3, 0.3], calibration)
+        assert np.allclose(1.0 - scored.uncertainty, calibration.confidence(features))
+    assert np.allclose(1.0 - score_regions(regions, [0.3, 0.3]).uncertainty, heuristic_confidence(features))

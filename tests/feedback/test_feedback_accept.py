@@ -49,7 +49,7 @@ def signals(score):
 
 def test_service_cut_uses_held_out_confidence_of_the_current_fit(tmp_path):
     from prelabel.core.labels import LabelPrompt
-    from prelabel.feedback.validation import confidence_of
+    from prelabel.core.uncertainty import confidence_of
 
     store = FeedbackStore(tmp_path / "fb.sqlite3")
     rng = np.random.default_rng(0)

@@ -19,6 +19,7 @@ from prelabel.core.errors import PrelabelError
 from prelabel.core.features import FEATURES
 from prelabel.core.geometry import box_iou
 from prelabel.core.regions import Regions
+from prelabel.core.scoring import Confidence
 
 
 def region_features(regions: Regions, thresholds: Sequence[float]) -> np.ndarray:
@@ -73,6 +74,10 @@ class Calibration:
         """P(kept) for each row of ``features``."""
         return expit(np.asarray(features, dtype=np.float64) @ np.asarray(self.coef) + self.intercept)
 
+    def correct_boxes(self, regions: Regions) -> Regions:
+        """No box correction: the regions as they are (:class:`~prelabel.core.scoring.Scoring`)."""
+        return regions
+
     def to_dict(self) -> dict[str, Any]:
         return {"features": list(FEATURES), "coef": list(self.coef), "intercept": self.intercept}
 
@@ -83,11 +88,16 @@ class Calibration:
         return cls(tuple(float(c) for c in data["coef"]), float(data["intercept"]))
 
 
-def score_regions(regions: Regions, thresholds: Sequence[float], calibration: Calibration | None = None) -> Regions:
+def confidence_of(calibration: Confidence | None, features: np.ndarray) -> np.ndarray:
+    """The confidence a calibration (None: the heuristic) gives to feature rows."""
+    features = np.asarray(features, dtype=np.float64)
+    return heuristic_confidence(features) if calibration is None else np.asarray(calibration.confidence(features))
+
+
+def score_regions(regions: Regions, thresholds: Sequence[float], calibration: Confidence | None = None) -> Regions:
     """Regions carrying their features and ``uncertainty = 1 - confidence``."""
     features = region_features(regions, thresholds)
-    confidence = calibration.confidence(features) if calibration else heuristic_confidence(features)
-    return regions.with_data(features=features, uncertainty=1.0 - confidence)
+    return regions.with_data(features=features, uncertainty=1.0 - confidence_of(calibration, features))
 
 
 def region_confidence(regions: Regions) -> np.ndarray:

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from prelabel.core.uncertainty import FEATURES, Calibration
+from prelabel.core.uncertainty import FEATURES, Calibration, confidence_of
 from prelabel.feedback.fit import Learned, feature_matrix
 from prelabel.feedback.matching import Outcome, RegionOutcome
-from prelabel.feedback.validation import MonotoneCalibration, confidence_of, folds
+from prelabel.feedback.validation import MonotoneCalibration, folds
 
 
 def clopper_pearson_lower(kept: int, n: int, confidence_level: float = 0.95) -> float:

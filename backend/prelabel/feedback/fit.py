@@ -10,17 +10,12 @@ import numpy as np
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
-from prelabel.core.uncertainty import EXPLORE_WEIGHT, FEATURES
+from prelabel.core.scoring import Scoring
+from prelabel.core.uncertainty import EXPLORE_WEIGHT, FEATURES, confidence_of
 from prelabel.feedback.geometry_correction import BoxCorrection, LearnedScoring, fit_box_correction
 from prelabel.feedback.matching import Outcome, RegionOutcome
 from prelabel.feedback.metrics import expected_calibration_error, search_cut
-from prelabel.feedback.validation import (
-    Confidence,
-    calibration_from_dict,
-    confidence_of,
-    validate_calibration,
-    validate_threshold,
-)
+from prelabel.feedback.validation import calibration_from_dict, validate_calibration, validate_threshold
 
 
 @dataclass(frozen=True)
@@ -28,7 +23,7 @@ class Learned:
     """What a fit produced; the server predicts with it and reports a new ``model_version``."""
 
     thresholds: dict[str, float]
-    calibration: Confidence | None
+    calibration: Scoring | None  # a Calibration or MonotoneCalibration (no box correction of its own)
     metrics: dict[str, Any] = field(default_factory=dict)
     box_correction: BoxCorrection | None = None  # per-label systematic box error learned from adjustments
 
@@ -37,7 +32,7 @@ class Learned:
         return tuple(replace(p, box_threshold=self.thresholds[p.name]) if p.name in self.thresholds else p
                      for p in prompts)
 
-    def scoring(self) -> Any:
+    def scoring(self) -> Scoring | None:
         """What the Labeler predicts with (its ``calibration`` argument): the calibration, or with a box
         correction a :class:`~prelabel.feedback.geometry_correction.LearnedScoring` carrying both."""
         if self.box_correction is None:

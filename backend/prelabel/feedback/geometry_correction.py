@@ -18,8 +18,10 @@ import numpy as np
 
 from prelabel.core.geometry import box_iou
 from prelabel.core.regions import Regions
+from prelabel.core.scoring import Confidence
+from prelabel.core.uncertainty import confidence_of
 from prelabel.feedback.matching import RegionOutcome
-from prelabel.feedback.validation import Confidence, confidence_of, fold_of
+from prelabel.feedback.validation import fold_of
 
 MIN_IOU_GAIN = 0.005
 
@@ -114,9 +116,9 @@ def fit_box_correction(
 
 @dataclass(frozen=True)
 class LearnedScoring:
-    """What :meth:`prelabel.pipeline.labeler.Labeler.predict` takes as ``calibration`` when boxes are corrected too:
-    the confidence of the calibration (or the heuristic) and ``correct_boxes`` before segmentation.
-    ``to_dict`` feeds ``model_version``, so a new correction is a new version."""
+    """The :class:`~prelabel.core.scoring.Scoring` of a fit that corrects boxes too: the confidence of the
+    calibration (or the heuristic) and ``correct_boxes`` before segmentation. ``to_dict`` feeds
+    ``model_version``, so a new correction is a new version."""
 
     calibration: Confidence | None
     boxes: BoxCorrection

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from scipy.special import expit, logit
 
-from prelabel.core.uncertainty import Calibration, heuristic_confidence
+from prelabel.core.regions import Regions
+from prelabel.core.scoring import Scoring
+from prelabel.core.uncertainty import Calibration, confidence_of, heuristic_confidence
 from prelabel.feedback.metrics import cut_counts, expected_calibration_error, f_beta, search_cut
 
 AUC_TOLERANCE = 0.01  # held-out AUC may drop by at most this much
@@ -34,14 +36,6 @@ MIN_LOG_LOSS_GAIN = 1e-3  # held-out log loss must fall by at least this much
 MIN_SPREAD = 1e-3  # a model whose confidences have a smaller standard deviation ranks nothing: refused
 MAX_FOLDS = 5
 EPS = 1e-4
-
-
-class Confidence(Protocol):
-    """What the pipeline needs of a calibration: P(kept) per feature row and a JSON form for model_version."""
-
-    def confidence(self, features: np.ndarray) -> np.ndarray: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +60,10 @@ class MonotoneCalibration:
         x = _logit(heuristic_confidence(np.asarray(features, dtype=np.float64)))
         return expit(self.slope * x + self.intercept)
 
+    def correct_boxes(self, regions: Regions) -> Regions:
+        """No box correction: the regions as they are (:class:`~prelabel.core.scoring.Scoring`)."""
+        return regions
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "monotone", "of": "heuristic", "slope": self.slope, "intercept": self.intercept}
 
@@ -74,17 +72,11 @@ class MonotoneCalibration:
         return cls(float(data["slope"]), float(data["intercept"]))
 
 
-def calibration_from_dict(data: dict[str, Any]) -> Confidence:
+def calibration_from_dict(data: dict[str, Any]) -> Scoring:
     """A stored calibration of either kind (older fits have no ``kind``: the multi-signal logistic)."""
     if data.get("kind") == "monotone":
         return MonotoneCalibration.from_dict(data)
     return Calibration.from_dict(data)
-
-
-def confidence_of(model: Confidence | None, features: np.ndarray) -> np.ndarray:
-    """The confidence a model (None: the heuristic) gives to feature rows."""
-    features = np.asarray(features, dtype=np.float64)
-    return heuristic_confidence(features) if model is None else np.asarray(model.confidence(features))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -144,7 +136,7 @@ def held_out_scores(p: np.ndarray, y: np.ndarray, fold_masks: Sequence[np.ndarra
             "ece": round(expected_calibration_error(p, y), 4)}
 
 
-def _fit_candidate(kind: str, features: np.ndarray, kept: np.ndarray) -> Confidence:
+def _fit_candidate(kind: str, features: np.ndarray, kept: np.ndarray) -> Scoring:
     if kind == "monotone":
         return MonotoneCalibration.fit(features, kept)
     return Calibration.fit(features, kept)
@@ -163,8 +155,8 @@ def _out_of_fold(kind: str, features: np.ndarray, kept: np.ndarray, fold_masks: 
 
 
 def validate_calibration(
-    features: np.ndarray, kept: np.ndarray, groups: Sequence[Any], current: Confidence | None
-) -> tuple[Confidence | None, dict[str, Any]]:
+    features: np.ndarray, kept: np.ndarray, groups: Sequence[Any], current: Scoring | None
+) -> tuple[Scoring | None, dict[str, Any]]:
     """Choose the calibration to predict with: a validated new one, or ``current`` (None: the heuristic).
 
     Returns the chosen model and the report: held-out figures of the current confidence and of each
@@ -184,7 +176,7 @@ def validate_calibration(
         return current, report
     base = held_out_scores(confidence_of(current, features), kept, fold_masks)
     report["current"] = base
-    candidates: dict[str, tuple[Confidence, dict[str, Any]]] = {}
+    candidates: dict[str, tuple[Scoring, dict[str, Any]]] = {}
     for kind in ("monotone", "multi_signal"):
         scores = held_out_scores(_out_of_fold(kind, features, kept, fold_masks), kept, fold_masks)
         model = _fit_candidate(kind, features, kept)
@@ -211,13 +203,13 @@ def validate_calibration(
     return model, report
 
 
-def _kind(model: Confidence | None) -> str:
+def _kind(model: Scoring | None) -> str:
     if model is None:
         return "heuristic"
     return "monotone" if isinstance(model, MonotoneCalibration) else "multi_signal"
 
 
-def _verdict(kind: str, model: Confidence, scores: dict[str, Any], base: dict[str, Any], spread: float) -> str | None:
+def _verdict(kind: str, model: Scoring, scores: dict[str, Any], base: dict[str, Any], spread: float) -> str | None:
     """Why a candidate is refused, or None when it passes."""
     if spread < MIN_SPREAD:
         return f"refused: it gives every region (nearly) the same confidence (std {spread:.4f}), ranking nothing"

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from prelabel.core.features import FEATURES
+from prelabel.core.scoring import Confidence
+from prelabel.core.uncertainty import confidence_of
 from prelabel.feedback.accept import PrecisionCut
-from prelabel.feedback.validation import Confidence, confidence_of
 from prelabel.labelstudio.client import LabelStudioClient
 
 MACHINE_NOTE = "prelabel: machine-accepted"

@@ -14,7 +14,7 @@ from prelabel.core.geometry import mask_to_box
 from prelabel.core.images import ImageError
 from prelabel.core.parsing import finite, integer
 from prelabel.core.regions import Regions
-from prelabel.core.uncertainty import Calibration
+from prelabel.core.scoring import Scoring
 from prelabel.core.video import VideoError, VideoSource
 from prelabel.feedback.fit import Learned
 from prelabel.labelstudio.client import LabelStudioAccess
@@ -94,7 +94,7 @@ class LabelStudioPredictor:
         return replace(config, prompts=self.learned.apply(config.prompts)) if self.learned else config
 
     @property
-    def calibration(self) -> Calibration | None:
+    def calibration(self) -> Scoring | None:
         return self.learned.scoring() if self.learned else None
 
     def model_version(self, config: LabelConfig) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.model_version import model_version
-from prelabel.core.uncertainty import Calibration
+from prelabel.core.scoring import Scoring
 from prelabel.models.auto import AUTO, AutoChoice, choose
 from prelabel.models.protocols import StoresEmbeddings
 from prelabel.models.specs import is_random, runtime_model_id, segments_itself
@@ -113,7 +113,7 @@ def planned_models(settings: Settings) -> dict[str, str | None]:
 
 
 def planned_model_version(settings: Settings, labels: Sequence[LabelPrompt],
-                          calibration: Calibration | None = None, explore: Exploration | None = None,
+                          calibration: Scoring | None = None, explore: Exploration | None = None,
                           video: Mapping[str, Any] | None = None) -> str:
     """The ``model_version`` that :func:`build_labeler` ``(settings)`` will report, without loading models."""
     settings = resolved(settings)

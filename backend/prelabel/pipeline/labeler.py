@@ -13,7 +13,8 @@ from prelabel.core.geometry import nms_per_label
 from prelabel.core.labels import LabelPrompt, box_cuts
 from prelabel.core.model_version import model_version
 from prelabel.core.regions import Regions
-from prelabel.core.uncertainty import Calibration, score_regions
+from prelabel.core.scoring import Scoring
+from prelabel.core.uncertainty import score_regions
 from prelabel.models.protocols import ConceptSegmenter, Detector, Segmenter, Tracker
 from prelabel.pipeline.exploration import Exploration, image_seed, split_candidates
 from prelabel.settings import Settings
@@ -64,7 +65,7 @@ class Labeler:
             models["tracker"] = self.tracker.model_id
         return models
 
-    def model_version(self, labels: Sequence[LabelPrompt], calibration: Calibration | None = None,
+    def model_version(self, labels: Sequence[LabelPrompt], calibration: Scoring | None = None,
                       explore: Exploration | None = None, video: Mapping[str, object] | None = None) -> str:
         """A stable id of models, prompts, thresholds, calibration, exploration (candidates are part of what the
         model shows) and the video settings of a video prediction; it changes when any of them does."""
@@ -77,7 +78,7 @@ class Labeler:
         image: np.ndarray,
         labels: Sequence[LabelPrompt],
         with_masks: bool = True,
-        calibration: Calibration | None = None,
+        calibration: Scoring | None = None,
         explore: Exploration | None = None,
     ) -> Regions:
         """Detect ``labels`` on an ``(H, W, 3)`` uint8 RGB image; segment every kept box when asked.
@@ -106,9 +107,8 @@ class Labeler:
                                        image_seed(image), cfg.max_detections)
         else:
             regions = regions.select(keep[: cfg.max_detections])
-        correct_boxes = getattr(calibration, "correct_boxes", None)  # learned from annotators' adjustments
-        if correct_boxes is not None:
-            regions = correct_boxes(regions)
+        if calibration is not None:  # boxes corrected as annotators adjust them, where that was learned
+            regions = calibration.correct_boxes(regions)
         detected = time.perf_counter()
         masks_from_detector = regions.masks is not None  # SAM 3 segments itself: no second image encoder
         if not with_masks and masks_from_detector:
@@ -154,7 +154,7 @@ class Labeler:
         label: str,
         positive_boxes: np.ndarray,
         negative_boxes: np.ndarray | None = None,
-        calibration: Calibration | None = None,
+        calibration: Scoring | None = None,
     ) -> Regions:
         """"Label one, find all": every instance like the exemplar pixel boxes, as ``label`` (SAM 3 detectors).
 

@@ -24,7 +24,8 @@ from scipy.optimize import linear_sum_assignment
 from prelabel.core.errors import PrelabelError, Unavailable
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
-from prelabel.core.uncertainty import Calibration, region_confidence
+from prelabel.core.scoring import Scoring
+from prelabel.core.uncertainty import region_confidence
 from prelabel.core.video import Track, Tracks, VideoSource, box_iou
 from prelabel.pipeline.labeler import Labeler
 from prelabel.settings import Settings
@@ -182,14 +183,14 @@ class VideoLabeler:
     def video_params(self) -> dict[str, Any]:
         return {**self.config.to_dict(), "between_keyframes": self.tracker_name}
 
-    def model_version(self, labels: Sequence[LabelPrompt], calibration: Calibration | None = None) -> str:
+    def model_version(self, labels: Sequence[LabelPrompt], calibration: Scoring | None = None) -> str:
         return self.labeler.model_version(labels, calibration, video=self.video_params())
 
     def prelabel(
         self,
         source: VideoSource,
         labels: Sequence[LabelPrompt],
-        calibration: Calibration | None = None,
+        calibration: Scoring | None = None,
         resume: Mapping[str, Any] | None = None,
         on_keyframe: Callable[[TrackLinker], None] | None = None,
         deadline: float | None = None,
@@ -236,7 +237,7 @@ class VideoLabeler:
             "seconds": round(seconds, 3)})
 
     def _keyframe(self, linker: TrackLinker, index: int, frame: np.ndarray, labels: Sequence[LabelPrompt],
-                  calibration: Calibration | None, interpolate: bool) -> None:
+                  calibration: Scoring | None, interpolate: bool) -> None:
         regions = self.labeler.predict(frame, labels, with_masks=False, calibration=calibration)
         linker.update(index, regions, interpolate)
 
