@@ -13,8 +13,8 @@ tokens to keys/values/queries per box. Here (exact up to float rounding):
 * boxes run in small chunks, so the per-box tensors stay cache-sized.
 
 ``upscale_dtype=torch.bfloat16`` runs the upscaling (a third of the time at 100 boxes) in bf16 on a CPU that
-computes bf16 natively: 1.45x faster at 100 boxes on random-full, every mask's judged IoU vs fp32 1.000
-(``prelabel bench --sections runtimes``); the attention and the IoU head that picks the mask stay fp32.
+computes bf16 natively: 1.29x faster at 100 boxes on random-full, every mask's judged IoU vs fp32 1.000
+(``prelabel bench --sections decoder``); the attention and the IoU head that picks the mask stay fp32.
 
 Box prompts only (batch pre-labeling); clicks keep transformers' path.
 """
@@ -180,7 +180,7 @@ class FastBoxDecoder:
             return residual.baddbmm_(weights, folded_values)
         return torch.baddbmm(residual.expand(len(weights), -1, -1), weights, folded_values)
 
-    def _masks(self, queries: torch.Tensor, keys: torch.Tensor, upscaling: dict[str, torch.Tensor],
+    def _masks(self, queries: torch.Tensor, keys: torch.Tensor, up: dict[str, torch.Tensor],
                size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The best mask of each box (by the IoU head, among the 3 multimask outputs) and its predicted IoU."""
         decoder = self.decoder
@@ -191,7 +191,6 @@ class FastBoxDecoder:
                              for row, i in zip(rows.tolist(), best.tolist())])  # (B, C/8)
         height, width = size
         channels1, channels2 = decoder.upscale_conv1.out_channels, decoder.upscale_conv2.out_channels
-        up = upscaling
         # A ConvTranspose2d of kernel 2, stride 2 is one GEMM per input pixel, (C_in) -> (2, 2, C_out). LayerNorm
         # and GELU act per pixel, so the sub-pixel layout is kept until the single-channel mask is made.
         x = F.linear(keys.to(up["w1"].dtype), up["w1"], up["b1"])  # (B, hw, 4·C1)
