@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity
+from torch.profiler import profile as torch_profile
 from tqdm import tqdm
 from transformers import SamProcessor
 
@@ -41,6 +43,7 @@ from prelabel.core.errors import PrelabelError
 from prelabel.core.geometry import box_iou
 from prelabel.core.images import decode_image
 from prelabel.core.labels import LabelPrompt
+from prelabel.core.video import VideoSource
 from prelabel.models.cache import image_key
 from prelabel.models.detector_openvino import MAX_COMPILED, OpenVinoDetectorRuntime, shape_of
 from prelabel.models.grounding_dino import GroundingDinoDetector
@@ -51,6 +54,7 @@ from prelabel.models.sam_decoder import FastBoxDecoder
 from prelabel.pipeline import Labeler, build_labeler
 from prelabel.pipeline.build import forget_loaded_models
 from prelabel.pipeline.tiling import tile_windows
+from prelabel.pipeline.video import VideoConfig, VideoLabeler
 from prelabel.settings import Settings
 
 
@@ -859,8 +863,6 @@ def segmenters(b: Bench) -> None:
 @torch.inference_mode()
 def profile(b: Bench) -> None:
     """torch.profiler over one Grounding DINO forward and one SAM image encoding: where the time goes."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
     image = b.images[0].pixels
     chunk = b.labeler.detector.chunk_prompts(b.labels)[0]
     reference = b.torch_segmenter()  # the PyTorch encoder: another runtime's kernels are opaque to the profiler
@@ -910,14 +912,6 @@ def detectors(b: Bench) -> None:
 def video(b: Bench) -> None:
     """Video: frames/s of pre-labeling (keyframe detection every 10th frame, linked tracks, interpolation between)
     and of propagating boxes with the SAM 2.1 video tracker, on a synthetic clip of a moving square; RSS growth."""
-    import tempfile
-    from pathlib import Path
-
-    import cv2
-
-    from prelabel.core.video import VideoSource
-    from prelabel.pipeline.video import VideoConfig, VideoLabeler
-
     size = "tiny" if b.detector_spec == "random-tiny" else "full"
     frames, (width, height) = (40, (160, 96)) if size == "tiny" else (60, (640, 360))
     tracker_spec = "random-tiny-sam2-video" if size == "tiny" else "random-full-sam2-tiny-video"

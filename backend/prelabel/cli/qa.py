@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 from prelabel.cli.common import add_parser
@@ -44,8 +45,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 def run_qa(args: argparse.Namespace, settings: Settings) -> int:
     """Run the checks; exit 3 when anything was flagged, so CI can gate on it."""
-    from dataclasses import fields
-
     from prelabel.qa.checks import QaThresholds, check_items
     from prelabel.qa.dataset import load_export
     from prelabel.qa.report import html_report, report_document

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit, logit
+from scipy.stats import rankdata
 
 from prelabel.core.regions import Regions
 from prelabel.core.scoring import Scoring
@@ -92,8 +93,6 @@ def log_loss(p: np.ndarray, y: np.ndarray) -> float:
 
 def auc(p: np.ndarray, y: np.ndarray) -> float | None:
     """ROC AUC of ``p`` for ``y`` (ties count half); None when ``y`` holds one class only."""
-    from scipy.stats import rankdata
-
     y = np.asarray(y, dtype=bool)
     pos, neg = int(y.sum()), int((~y).sum())
     if not pos or not neg:

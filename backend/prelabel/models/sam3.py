@@ -21,6 +21,7 @@ query's predicted box with its mask's box. Per-label presence goes to ``Regions.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import OrderedDict
@@ -149,8 +150,6 @@ class Sam3Preprocessor:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> Sam3Preprocessor:
-        import json
-
         path = Path(folder) / "preprocessor_config.json"
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
