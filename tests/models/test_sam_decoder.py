@@ -75,7 +75,7 @@ def test_segmenter_boxes_take_the_fast_decoder_and_match_the_transformers_path()
     boxes = np.array([[5, 5, 60, 50], [30, 20, 130, 85], [0, 0, 140, 90]], dtype=np.float32)
     masks, scores = segmenter.segment_boxes(image, boxes)
     embedding = segmenter.embed(image)
-    model_boxes = torch.from_numpy(segmenter._to_model_coords(boxes.reshape(-1, 2, 2), embedding).reshape(1, -1, 4))
+    model_boxes = segmenter.box_prompts(boxes, embedding)[None]
     expected_masks, expected_scores = segmenter._decode(embedding, input_boxes=model_boxes)
     assert masks.shape == (3, 90, 140) and isinstance(masks, Masks)
     assert (masks.dense() == expected_masks.dense()).mean() >= 0.9999 and np.allclose(scores, expected_scores, atol=1e-6)

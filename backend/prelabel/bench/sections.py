@@ -475,9 +475,8 @@ DENSE_SIZE = (1200, 1600)  # (H, W): the dense-image decoder row's photo
 def transformers_boxes(seg: SamSegmenter, embedding: ImageEmbedding, boxes: np.ndarray) -> np.ndarray:
     """The plain path a user writes: ``SamModel`` on the cached embedding with every box, the best of 3 masks by
     predicted IoU, the processor's ``post_process_masks`` on all of them at once."""
-    model_boxes = seg._to_model_coords(boxes.reshape(-1, 2, 2), embedding).reshape(1, -1, 4)
     with torch.inference_mode():
-        out = seg.model(image_embeddings=embedding.embeddings, input_boxes=torch.from_numpy(model_boxes),
+        out = seg.model(image_embeddings=embedding.embeddings, input_boxes=seg.box_prompts(boxes, embedding)[None],
                         multimask_output=True)
         iou = out.iou_scores[0]
         rows, best = torch.arange(len(boxes)), iou.argmax(dim=-1)
@@ -535,8 +534,7 @@ def decoder(b: Bench) -> None:
 def _bf16_upscaling_rows(b: Bench, seg: SamSegmenter, embedding: ImageEmbedding, boxes: np.ndarray) -> None:
     """The box decoder with its upscaling in bf16 (``--sam-precision bf16``) vs all fp32, side by side on the same
     cached embedding: time, and every mask's judged IoU (the bar of the SAM precision default)."""
-    model_boxes = torch.from_numpy(seg._to_model_coords(boxes.reshape(-1, 2, 2), embedding).reshape(-1, 4))
-    model_boxes = model_boxes.to(seg.device, seg.dtype)
+    model_boxes = seg.box_prompts(boxes, embedding).to(seg.device, seg.dtype)
     decoders = {"fp32": FastBoxDecoder(seg.model), "bf16": FastBoxDecoder(seg.model, upscale_dtype=torch.bfloat16)}
     times = interleaved({name: Case(lambda _, d=d: d(embedding.embeddings, model_boxes))
                          for name, d in decoders.items()}, max(b.repeats, 2))

@@ -154,10 +154,10 @@ class SamSegmenter:
         if len(boxes) == 0:
             return np.zeros((0, height, width), dtype=bool), np.zeros(0, dtype=np.float32)
         embedding = self.embed(image)
-        input_boxes = torch.from_numpy(self._to_model_coords(boxes.reshape(-1, 2, 2), embedding).reshape(1, -1, 4))
+        input_boxes = self.box_prompts(boxes, embedding)
         if self.box_decoder is None:
-            return self._decode(embedding, input_boxes=input_boxes)
-        low_res, iou = self.box_decoder(embedding.embeddings, input_boxes[0].to(self.device, self.dtype))
+            return self._decode(embedding, input_boxes=input_boxes[None])
+        low_res, iou = self.box_decoder(embedding.embeddings, input_boxes.to(self.device, self.dtype))
         return self.upsample_masks(low_res.float().cpu(), embedding), iou.float().clamp(0, 1).cpu().numpy()
 
     @torch.inference_mode()
@@ -167,8 +167,7 @@ class SamSegmenter:
         if self.box_decoder is None:
             raise TypeError(f"box logits are read from SAM's restructured box decoder; {self.model_id} has none")
         embedding = self.embed(image)
-        boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 2, 2)
-        input_boxes = torch.from_numpy(self._to_model_coords(boxes, embedding).reshape(-1, 4))
+        input_boxes = self.box_prompts(boxes_xyxy, embedding)
         low_res, _ = self.box_decoder(embedding.embeddings, input_boxes.to(self.device, self.dtype))
         return low_res.float().cpu()
 
@@ -193,6 +192,11 @@ class SamSegmenter:
             raise BadRequest("a click needs at least one point or a box")
         masks, scores = self._decode(embedding, **kwargs)
         return masks[0], float(scores[0])
+
+    def box_prompts(self, boxes_xyxy: np.ndarray, embedding: ImageEmbedding) -> torch.Tensor:
+        """Pixel boxes ``(N, 4)`` as the prompt encoder's ``(N, 4)`` float32 box prompts (CPU)."""
+        boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 2, 2)
+        return torch.from_numpy(self._to_model_coords(boxes, embedding).reshape(-1, 4))
 
     @staticmethod
     def _to_model_coords(xy: np.ndarray, embedding: ImageEmbedding) -> np.ndarray:
