@@ -25,3 +25,10 @@ class Scoring(Confidence, Protocol):
     correction was learned). ``to_dict`` feeds ``model_version``, so a new fit is a new version."""
 
     def correct_boxes(self, regions: Regions) -> Regions: ...
+
+
+class CorrectsNoBox:
+    """A calibration's part of :class:`Scoring`: it corrects no box, the regions stay as they are."""
+
+    def correct_boxes(self, regions: Regions) -> Regions:
+        return regions

@@ -19,7 +19,7 @@ from prelabel.core.errors import PrelabelError
 from prelabel.core.features import FEATURES
 from prelabel.core.geometry import box_iou
 from prelabel.core.regions import Regions
-from prelabel.core.scoring import Confidence
+from prelabel.core.scoring import Confidence, CorrectsNoBox
 
 
 def region_features(regions: Regions, thresholds: Sequence[float]) -> np.ndarray:
@@ -53,7 +53,7 @@ def heuristic_confidence(features: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Calibration:
+class Calibration(CorrectsNoBox):
     """A logistic regression over :data:`FEATURES` giving P(an annotator keeps the region)."""
 
     coef: tuple[float, ...]
@@ -73,10 +73,6 @@ class Calibration:
     def confidence(self, features: np.ndarray) -> np.ndarray:
         """P(kept) for each row of ``features``."""
         return expit(np.asarray(features, dtype=np.float64) @ np.asarray(self.coef) + self.intercept)
-
-    def correct_boxes(self, regions: Regions) -> Regions:
-        """No box correction: the regions as they are (:class:`~prelabel.core.scoring.Scoring`)."""
-        return regions
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": list(FEATURES), "coef": list(self.coef), "intercept": self.intercept}

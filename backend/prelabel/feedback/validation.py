@@ -26,8 +26,7 @@ import numpy as np
 from scipy.special import expit, logit
 from scipy.stats import rankdata
 
-from prelabel.core.regions import Regions
-from prelabel.core.scoring import Scoring
+from prelabel.core.scoring import CorrectsNoBox, Scoring
 from prelabel.core.uncertainty import Calibration, confidence_of, heuristic_confidence
 from prelabel.feedback.metrics import cut_counts, expected_calibration_error, f_beta, search_cut
 
@@ -40,7 +39,7 @@ EPS = 1e-4
 
 
 @dataclass(frozen=True)
-class MonotoneCalibration:
+class MonotoneCalibration(CorrectsNoBox):
     """Platt scaling of the heuristic confidence: ``P(kept) = expit(slope * logit(h) + intercept)``, slope > 0.
 
     It keeps the heuristic's order of regions (and so of tasks) and only makes the numbers mean something.
@@ -60,10 +59,6 @@ class MonotoneCalibration:
     def confidence(self, features: np.ndarray) -> np.ndarray:
         x = _logit(heuristic_confidence(np.asarray(features, dtype=np.float64)))
         return expit(self.slope * x + self.intercept)
-
-    def correct_boxes(self, regions: Regions) -> Regions:
-        """No box correction: the regions as they are (:class:`~prelabel.core.scoring.Scoring`)."""
-        return regions
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "monotone", "of": "heuristic", "slope": self.slope, "intercept": self.intercept}
