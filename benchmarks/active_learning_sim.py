@@ -325,7 +325,7 @@ def run_exploration(n_images: int, seed: int, share: float = 0.3, max_per_task: 
         with tempfile.TemporaryDirectory() as tmp:
             service = FeedbackService(FeedbackStore(Path(tmp) / "feedback.sqlite3"), FeedbackSettings(min_samples=30))
             for task, (image, regions) in enumerate(zip(images[:half], detections[:half])):
-                split = score_regions(split_candidates(regions, cuts, 0.0, explore, seed * 100_000 + task), cuts)
+                split = score_regions(split_candidates(regions, cuts, explore, seed * 100_000 + task), cuts)
                 n_candidates = int((split.data["explore_weight"] > 0).sum())
                 shown_regions, candidates = shown_regions + len(split) - n_candidates, candidates + n_candidates
                 prediction = {"model_version": "prelabel-sim", "result": regions_to_results(split, PARSED)}

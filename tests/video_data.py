@@ -50,7 +50,7 @@ class BrightSquareDetectorDouble:
     model_id = "test-double-bright-squares"
     random_weights = False
 
-    def detect(self, image: np.ndarray, labels: Sequence, box_threshold: float, text_threshold: float) -> Regions:
+    def detect(self, image: np.ndarray, labels: Sequence, floor: float) -> Regions:
         boxes = bright_boxes(image)
         return Regions((image.shape[1], image.shape[0]), [label.name for label in labels], boxes,
                        np.full(len(boxes), 0.9), np.zeros(len(boxes)))

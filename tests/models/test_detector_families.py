@@ -36,8 +36,8 @@ def test_owlv2_folder_loads_by_model_type(tmp_path, owl, image):
     assert isinstance(loaded, Owlv2Detector) and not loaded.random_weights
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.model.state_dict()[name]), name
-    a = loaded.detect(image, [CAR, DOOR], 0.0, 0.0)
-    b = owl.detect(image, [CAR, DOOR], 0.0, 0.0)
+    a = loaded.detect(image, [CAR, DOOR], 0.0)
+    b = owl.detect(image, [CAR, DOOR], 0.0)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
 
 
@@ -48,7 +48,7 @@ def test_owlv2_substring_labels_are_separate_queries(owl, image):
     np.testing.assert_allclose(both[:, 0], owl.label_scores(image, [CAR])[1][:, 0], atol=1e-6)
     np.testing.assert_allclose(both[:, 1], owl.label_scores(image, [DOOR])[1][:, 0], atol=1e-6)
     assert not np.allclose(both[:, 0], both[:, 1])
-    regions = owl.detect(image, [CAR, DOOR], 0.0, 0.0)
+    regions = owl.detect(image, [CAR, DOOR], 0.0)
     expected = np.where(both[:, 0] >= both[:, 1], "car", "car door")
     assert regions.labels == list(expected), "each patch goes to the label of its best query"
 
@@ -93,8 +93,8 @@ def test_mm_grounding_dino_folder_and_token_spans(tmp_path, image):
     assert chunk.label_spans[1][0][0] > chunk.label_spans[0][0][1], "'car' is its own phrase, not inside 'car door'"
     regions = Labeler(loaded, None, Thresholds(box_threshold=0.0, text_threshold=0.0)).predict(image, [DOOR, CAR])
     assert len(regions) > 0 and set(regions.labels) <= {"car door", "car"}
-    a = loaded.detect(image, [DOOR, CAR], 0.0, 0.0)
-    b = random.detect(image, [DOOR, CAR], 0.0, 0.0)
+    a = loaded.detect(image, [DOOR, CAR], 0.0)
+    b = random.detect(image, [DOOR, CAR], 0.0)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
 
 

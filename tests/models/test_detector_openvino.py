@@ -44,7 +44,7 @@ def tiny_detector() -> GroundingDinoDetector:
 
 
 def detect(detector: GroundingDinoDetector, image: np.ndarray) -> np.ndarray:
-    return detector.detect(image, LABELS, 0.0, 0.0).boxes_xyxy
+    return detector.detect(image, LABELS, 0.0).boxes_xyxy
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,9 @@ def test_another_process_reuses_the_conversion_and_changed_weights_convert_again
                                           convert_after=100)
         detector.accelerator = runtime
         image = np.random.default_rng(0).integers(0, 255, (300, 451, 3), dtype=np.uint8)
-        detector.detect(image, parse_labels("cat,dog=puppy|dog"), 0.0, 0.0)  # on disk: compiled and run at once
+        detector.detect(image, parse_labels("cat,dog=puppy|dog"), 0.0)  # on disk: compiled and run at once
         runtime.wait()
-        boxes = detector.detect(image, parse_labels("cat,dog=puppy|dog"), 0.0, 0.0).boxes_xyxy
+        boxes = detector.detect(image, parse_labels("cat,dog=puppy|dog"), 0.0).boxes_xyxy
         print(json.dumps({{"conversions": len(runtime.conversions), "runs": runtime.runs, "boxes": boxes.tolist()}}))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -170,7 +170,7 @@ def sam3_process(store_url: str) -> Sam3ConceptSegmenter:
 
 def test_sam3_pre_labels_store_the_trackers_click_features(tmp_path):
     first = sam3_process(str(tmp_path))
-    first.detect(IMAGE, [LabelPrompt("cat", ("cat",))], 0.0, 0.0)  # the pre-label request
+    first.detect(IMAGE, [LabelPrompt("cat", ("cat",))], 0.0)  # the pre-label request
     assert first.encoder_calls == 1 and first.store.writes == 1, "the click features are stored with the pre-label"
     fresh_mask, _ = first.segment_points(IMAGE, POINTS, POINT_LABELS)
     second = sam3_process(str(tmp_path))

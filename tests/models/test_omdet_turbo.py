@@ -16,6 +16,7 @@ from prelabel.models.omdet_turbo import (
     preprocessor_config,
 )
 from prelabel.models.registry import load_detector
+from prelabel.pipeline.labeler import Labeler, Thresholds
 
 CAR, DOOR = LabelPrompt("car", ("car",)), LabelPrompt("car door", ("car door",))
 
@@ -41,14 +42,14 @@ def test_substring_labels_are_separate_queries(omdet, image):
     boxes, both = omdet.label_scores(image, [CAR, DOOR])
     assert both.shape == (20, 2) and boxes.shape == (20, 4)  # 20 queries in the toy
     assert not np.allclose(both[:, 0], both[:, 1]), "'car' and 'car door' are different class queries"
-    regions = omdet.detect(image, [CAR, DOOR], 0.0, 0.0)
+    regions = omdet.detect(image, [CAR, DOOR], 0.0)
     assert set(regions.labels) <= {"car", "car door"} and len(regions.labels) > 0
     for box, score, label_id in zip(regions.boxes_xyxy, regions.scores, regions.label_ids):
         query = np.flatnonzero(np.all(np.isclose(boxes, box), axis=1))[0]
         assert np.isclose(both[query, label_id], score, atol=1e-6), "a kept box carries its own label's score"
     _, same = omdet.label_scores(image, [CAR, LabelPrompt("auto", ("car",))])
     np.testing.assert_allclose(same[:, 0], same[:, 1], atol=1e-6)  # a column is its phrase's query, nothing else
-    assert omdet.detect(image, [DOOR, CAR], 1.1, 0.0).labels == []
+    assert omdet.detect(image, [DOOR, CAR], 1.1).labels == [], "nothing scores above a floor of 1.1"
 
 
 def test_label_with_two_phrases_takes_the_best(omdet, image):
@@ -58,17 +59,19 @@ def test_label_with_two_phrases_takes_the_best(omdet, image):
     assert scores.shape == (20, 2)
 
 
-def test_boxes_are_clipped_and_thresholds_are_per_label(omdet, image):
-    regions = omdet.detect(image, [CAR, DOOR], 0.0, 0.0)
+def test_boxes_are_clipped_and_per_label_thresholds_are_the_labelers(omdet, image):
+    regions = omdet.detect(image, [CAR, DOOR], 0.0)
     assert np.all(regions.boxes_xyxy[:, [0, 2]] >= 0) and np.all(regions.boxes_xyxy[:, [0, 2]] <= 140)
     assert np.all(regions.boxes_xyxy[:, [1, 3]] >= 0) and np.all(regions.boxes_xyxy[:, [1, 3]] <= 90)
-    strict = omdet.detect(image, [LabelPrompt("car", ("car",), box_threshold=1.0), DOOR], 0.0, 0.0)
+    labels = [LabelPrompt("car", ("car",), box_threshold=1.0), DOOR]
+    assert "car" in omdet.detect(image, labels, 0.0).labels, "the detector cuts at its floor only"
+    strict = Labeler(omdet, None, Thresholds(box_threshold=0.0)).predict(image, labels, with_masks=False)
     assert "car" not in strict.labels and len(strict.labels) > 0
 
 
 def test_too_long_prompt_is_a_label_error(omdet, image):
     with pytest.raises(LabelError, match="tokens"):
-        omdet.detect(image, [LabelPrompt("long", ("x" * 200,))], 0.3, 0.0)
+        omdet.detect(image, [LabelPrompt("long", ("x" * 200,))], 0.3)
 
 
 def test_preprocessing_matches_hand_computed_values():
@@ -95,8 +98,8 @@ def test_save_pretrained_folder_loads_by_model_type(tmp_path, omdet, image):
     assert isinstance(loaded, OmDetTurboDetector) and not loaded.random_weights
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.model.state_dict()[name]), name
-    a = loaded.detect(image, [CAR, DOOR], 0.0, 0.0)
-    b = omdet.detect(image, [CAR, DOOR], 0.0, 0.0)
+    a = loaded.detect(image, [CAR, DOOR], 0.0)
+    b = omdet.detect(image, [CAR, DOOR], 0.0)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
     assert a.labels == b.labels
 

@@ -150,7 +150,7 @@ def test_the_detector_backbone_runs_once_per_image_for_many_prompt_chunks(image)
     chunks = detector.chunk_prompts(labels)
     assert len(chunks) > 2, "the label list must need several prompts"
     before = detector.backbone_calls
-    regions = detector.detect(image, labels, 0.0, 0.0)
+    regions = detector.detect(image, labels, 0.0)
     assert detector.backbone_calls - before == 1
     separate = [detector._run_chunk(image, chunk) for chunk in chunks]  # one full forward each
     assert detector.backbone_calls - before == 1 + len(chunks), "outside detect, nothing is memoised"

@@ -30,7 +30,7 @@ from prelabel.models.sam3 import (
     stability_score,
     upsample_mask_logits,
 )
-from prelabel.pipeline import build_labeler
+from prelabel.pipeline import Labeler, Thresholds, build_labeler
 from prelabel.settings import Settings
 
 LABELS = parse_labels("car door,car,cat=cat|kitty")
@@ -134,7 +134,7 @@ def test_labeler_predicts_masks_without_a_second_segmenter(labeler, image):
 def test_each_label_gets_its_own_prompt_even_as_a_substring(labeler, image):
     detector = labeler.detector
     labels = [LabelPrompt("car", ("car",)), LabelPrompt("car door", ("car door",))]
-    regions = detector.detect(image, labels, 0.0, 0.0)
+    regions = detector.detect(image, labels, 0.0)
     for label_id, phrase in enumerate(["car", "car door"]):
         own = detector.run_prompt(image, phrase)
         mine = regions.boxes_xyxy[regions.label_ids == label_id]
@@ -149,8 +149,10 @@ def test_scores_are_query_times_presence_and_thresholds_are_per_label(labeler, i
     np.testing.assert_allclose(out["scores"], out["query_scores"] * out["presence"], rtol=1e-6)
     cut = float(np.median(out["scores"]))
     labels = [LabelPrompt("car", ("car",), box_threshold=cut), LabelPrompt("cat", ("cat",), box_threshold=1.0)]
-    regions = labeler.detector.detect(image, labels, 0.0, 0.0)
-    assert set(regions.labels) == {"car"} and (regions.scores >= cut).all()
+    assert set(labeler.detector.detect(image, labels, 0.0).labels) == {"car", "cat"}, "the detector cuts at its floor"
+    every = Labeler(labeler.detector, None, Thresholds(box_threshold=0.0, nms_iou=1.0, max_detections=1000))
+    regions = every.predict(image, labels, with_masks=False)
+    assert set(regions.labels) == {"car"} and (regions.scores >= cut).all(), "the Labeler cuts per label"
     assert len(regions) == int((out["scores"] >= cut).sum())
 
 
@@ -189,7 +191,7 @@ def test_a_tracker_with_another_backbone_keeps_its_own_embedding(image):
     detector = Sam3ConceptSegmenter(model, tokenizer, Sam3Preprocessor.from_dict(preprocessor), "t", True,
                                     tracker=own)
     assert not detector.shares_backbone
-    detector.detect(image, LABELS[:1], 0.0, 0.0)
+    detector.detect(image, LABELS[:1], 0.0)
     detector.segment_points(image, np.array([[10, 10]]), np.array([1]))
     detector.segment_points(image, np.array([[20, 10]]), np.array([1]))
     assert detector.encoder_calls == 2, "its own ViT runs once, then its embedding is cached"
@@ -212,7 +214,7 @@ def test_exemplar_boxes_find_instances_of_that_label(labeler, image):
     assert not np.allclose(with_boxes["query_scores"], with_negative["query_scores"]), "so does the negative"
     assert detector.encoder_calls == before, "exemplar prompts reuse the cached vision features"
     with pytest.raises(PrelabelError, match="positive"):
-        detector.find_similar(image, LABELS, "car", np.zeros((0, 4)), threshold=0.35)
+        detector.find_similar(image, LABELS, "car", np.zeros((0, 4)), floor=0.35)
 
 
 def test_sam3_tracker_alone_is_a_segmenter_behind_another_detector(folder, image):

@@ -4,6 +4,7 @@ import pytest
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import parse_labels
+from prelabel.models.specs import detector_family, has_text_threshold
 from prelabel.pipeline import build_labeler, planned_model_version
 from prelabel.settings import Settings
 
@@ -36,3 +37,25 @@ def test_overrides_build_boxes_only_or_clicks_only_labelers():
         clicks.predict(__import__("numpy").zeros((32, 32, 3), "uint8"), LABELS)
     with pytest.raises(TypeError, match="unknown settings: colour"):
         build_labeler(BASE, colour="red")
+
+
+@pytest.mark.parametrize("detector", ["random-tiny", "random-tiny-mm-grounding-dino", "random-tiny-owlv2",
+                                      "random-tiny-omdet-turbo", "random-tiny-sam3"])
+def test_the_text_threshold_belongs_to_grounding_dino_families_only(detector):
+    has_text = detector in ("random-tiny", "random-tiny-mm-grounding-dino")
+    settings = [Settings(**{**BASE.__dict__, "detector": detector, "segmenter": "", "text_threshold": t})
+                for t in (0.1, 0.3)]
+    versions = {planned_model_version(s, LABELS) for s in settings}
+    assert len(versions) == (2 if has_text else 1), "part of the model_version only where it applies"
+    labeler = build_labeler(settings[1])
+    assert labeler.config.text_threshold == (0.3 if has_text else None)
+    assert labeler.model_version(LABELS) == planned_model_version(settings[1], LABELS)
+
+
+def test_a_detector_family_is_known_without_torch_from_a_folder_config(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "owlv2"}')
+    assert detector_family(str(tmp_path)) == "owlv2" and not has_text_threshold(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"model_type": "mm-grounding-dino"}')
+    assert has_text_threshold(str(tmp_path))
+    assert has_text_threshold("some-org/not-downloaded-yet"), "unknown yet: the default family, Grounding DINO"
+    assert not has_text_threshold("random-tiny-sam3")

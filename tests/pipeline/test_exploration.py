@@ -13,7 +13,7 @@ from prelabel.feedback.fit import best_threshold, fit_feedback
 from prelabel.feedback.matching import Outcome, RegionOutcome
 from prelabel.labelstudio.config import parse_label_config
 from prelabel.labelstudio.results import CANDIDATE_NOTE, regions_to_results, result_shapes
-from prelabel.pipeline import Exploration, Labeler, Thresholds, exploration
+from prelabel.pipeline import Exploration, Labeler, Thresholds, build_labeler, exploration
 from prelabel.pipeline.exploration import split_candidates
 from prelabel.settings import Settings
 
@@ -62,13 +62,13 @@ def test_candidates_come_from_the_same_pass_and_leave_the_shown_regions_alone(la
 def test_sampling_is_bounded_and_weighted_by_its_odds():
     n = 40
     regions = Regions((100, 100), ("a",), np.tile([10, 10, 20, 20], (n, 1)), np.linspace(0.01, 0.99, n), np.zeros(n))
-    split = split_candidates(regions, np.array([0.5]), 0.0, Exploration(0.1, 3, 0.1), seed=7)
+    split = split_candidates(regions, np.array([0.5]), Exploration(0.1, 3, 0.1), seed=7)
     below = int(((regions.scores < 0.5) & (regions.scores >= 0.1)).sum())
     weight = split.data["explore_weight"]
     shown = int((regions.scores >= 0.5).sum())
     assert (weight[:shown] == 0).all() and len(split) - shown in (1, 2, 3)
     assert np.allclose(weight[shown:], below / (len(split) - shown))
-    counts = [len(split_candidates(regions, np.array([0.5]), 0.0, Exploration(0.05, 5, 0.1), seed=s)) - shown
+    counts = [len(split_candidates(regions, np.array([0.5]), Exploration(0.05, 5, 0.1), seed=s)) - shown
               for s in range(400)]
     assert abs(np.mean(counts) - 0.05 * below) < 0.15, "the share is kept on average"
     with pytest.raises(PrelabelError, match="PRELABEL_EXPLORE_SHARE"):
@@ -107,3 +107,15 @@ def test_judged_candidates_let_the_validated_fit_lower_a_threshold():
     assert learned.metrics["validation"]["thresholds"]["a"]["applied"]
     assert learned.metrics["exploration"]["candidates"] == 60
     assert best_threshold(shown + candidates + added, current=0.7)[0] < 0.7
+
+
+def test_a_family_without_a_text_threshold_shows_the_same_regions_when_exploring(image):
+    # OWLv2 has no text threshold: a setting for it neither hides regions nor turns them into candidates (before
+    # #34 exploration applied it to every family).
+    labeler = build_labeler(Settings(detector="random-tiny-owlv2", segmenter="", device="cpu", text_threshold=0.99,
+                                     box_threshold=0.0))
+    plain = labeler.predict(image, LABELS, with_masks=False)
+    explored = labeler.predict(image, LABELS, with_masks=False, explore=Exploration(share=1.0, max_per_task=3))
+    assert len(plain) > 0 and (plain.scores < 0.99).any()
+    shown = explored.select(np.flatnonzero(explored.data["explore_weight"] == 0))
+    np.testing.assert_array_equal(shown.boxes_xyxy, plain.boxes_xyxy)

@@ -25,7 +25,7 @@ class BrightBlobDetectorDouble:
     def __init__(self) -> None:
         self.tile_shapes: list[tuple[int, int]] = []
 
-    def detect(self, image, labels, box_threshold, text_threshold) -> Regions:
+    def detect(self, image, labels, floor) -> Regions:
         self.tile_shapes.append(image.shape[:2])
         count, _, stats, _ = cv2.connectedComponentsWithStats((image[:, :, 0] > 127).astype(np.uint8))
         x, y, w, h = (stats[1:, i].astype(np.float32) for i in range(4))

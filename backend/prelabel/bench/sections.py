@@ -101,12 +101,10 @@ class Bench:
     def first_run_labeler(self, runtime_cache: str, max_detections: int) -> Labeler:
         """The bench's models and runtimes as a first run builds them: a runtime cache with nothing converted (so
         each runtime's own policy decides what to convert), told the job is ``self.repeats`` images."""
-        config = self.labeler.config
         settings = Settings(detector=self.detector_spec, segmenter=self.segmenter_spec, device=self.device,
                             dtype=self.dtype, cache_mb=self.cache_mb, sam_runtime=self.sam_runtime,
                             detector_runtime=self.detector_runtime, runtime_cache=runtime_cache,
-                            box_threshold=config.box_threshold, text_threshold=config.text_threshold,
-                            max_detections=max_detections)
+                            **{**self.labeler.config.as_settings(), "max_detections": max_detections})
         labeler = build_labeler(settings)
         labeler.expect_images(self.repeats)
         return labeler
@@ -132,7 +130,7 @@ class Bench:
             raise PrelabelError("the naive reference drives SAM (not SAM 2): pass a SAM --segmenter")
         cfg = self.labeler.config
         return NaiveReference(det.model, det.processor, seg.model, SamProcessor(seg.image_processor),
-                              cfg.box_threshold, cfg.text_threshold, max_boxes or cfg.max_detections)
+                              cfg.box_threshold, cfg.text_threshold or 0.0, max_boxes or cfg.max_detections)
 
     def harness(self) -> ServerHarness:
         """The backend app serving the loaded models, started on first use and shared by the sections."""
@@ -891,10 +889,10 @@ def detectors(b: Bench) -> None:
              "SAM 3 (masks included)": f"random-{size}-sam3"}
     loaded = {name: b.load_detector(spec, b.dtype) for name, spec in specs.items()}
     sam3 = loaded["SAM 3 (masks included)"]
-    times = interleaved({name: Case(lambda _, d=d: d.detect(image, b.labels, 0.0, 0.0),
+    times = interleaved({name: Case(lambda _, d=d: d.detect(image, b.labels, 0.0),
                                     (lambda _, d=d: d.cache.clear()) if hasattr(d, "cache") else None)
                          for name, d in loaded.items()}, b.repeats)
-    warm = interleaved({"SAM 3 warm": Case(lambda _: sam3.detect(image, b.labels[:1], 0.0, 0.0))}, b.repeats)
+    warm = interleaved({"SAM 3 warm": Case(lambda _: sam3.detect(image, b.labels[:1], 0.0))}, b.repeats)
     reference = median(times["Grounding DINO"])
     for name, seconds in times.items():
         b.report.add(Row("detectors", f"{name} seconds per image, {len(b.labels)} labels", median(seconds), "s",

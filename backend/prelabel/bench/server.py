@@ -46,12 +46,10 @@ class ServerHarness:
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
         threading.Thread(target=self.http.serve_forever, name="prelabel-bench-images", daemon=True).start()
-        cfg = labeler.config
         prompts = ",".join(f"{label.name}={'|'.join(label.prompts)}" for label in labels)
         # The image host plays Label Studio's part, so the fetcher's allowlist admits it.
-        settings = Settings(labels=prompts, box_threshold=cfg.box_threshold, text_threshold=cfg.text_threshold,
-                            max_detections=cfg.max_detections, nms_iou=cfg.nms_iou, predict_deadline_s=3600.0,
-                            label_studio_url=self.url)
+        settings = Settings(labels=prompts, predict_deadline_s=3600.0, label_studio_url=self.url,
+                            **labeler.config.as_settings())
         self.client = create_app(settings, labeler).test_client()
         self.config = label_config(labels)
 

@@ -48,7 +48,7 @@ def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("--box-threshold", type=float, default=settings.box_threshold,
                         help="detector score a box needs (per label: NAME@THRESHOLD in --labels)")
     parser.add_argument("--text-threshold", type=float, default=settings.text_threshold,
-                        help="score a box's best matching prompt token needs")
+                        help="score a box's best matching prompt token needs (Grounding DINO and MM Grounding DINO only)")
 
 
 def labels_arg(parser: argparse.ArgumentParser, settings: Settings) -> None:

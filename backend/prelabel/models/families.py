@@ -1,8 +1,8 @@
-"""Detector families beyond Grounding DINO: which spec or ``config.json`` ``model_type`` builds which class.
+"""Detector families beyond Grounding DINO: the class each family builds, and SAM 3's tracker as a segmenter.
 
-The registry asks :func:`family_of` for a spec (a ``random-*`` name, or a local folder / hub id whose config
-names its ``model_type``) and :func:`load_family_detector` for the model. Grounding DINO itself stays in
-the registry.
+Which family a spec is (a ``random-*`` name, or the ``model_type`` of a folder's or hub model's config) is
+:func:`prelabel.models.specs.detector_family`'s answer; the registry asks :func:`load_family_detector` for the
+model. Grounding DINO itself stays in the registry.
 """
 
 from __future__ import annotations
@@ -13,33 +13,6 @@ import torch
 
 from prelabel.models.random_sam3 import SAM3_SPECS, TRACKER_FOLDER, build_sam3
 from prelabel.models.specs import model_type_of
-
-# config.json model_type -> family
-MODEL_TYPES = {
-    "grounding-dino": "grounding-dino",
-    "mm-grounding-dino": "mm-grounding-dino",
-    "owlv2": "owlv2",
-    "omdet-turbo": "omdet-turbo",
-    "sam3": "sam3",
-    "sam3_video": "sam3",  # facebook/sam3: detector and tracker in one checkpoint
-}
-
-
-def family_of_random(spec: str) -> str | None:
-    """The family of a ``random-*`` family spec, or None."""
-    if spec in SAM3_SPECS:
-        return "sam3"
-    from prelabel.models.open_vocab import MM_GDINO_SPECS, OWLV2_SPECS
-
-    if spec in OWLV2_SPECS:
-        return "owlv2"
-    if spec in MM_GDINO_SPECS:
-        return "mm-grounding-dino"
-    from prelabel.models.omdet_turbo import OMDET_SPECS
-
-    if spec in OMDET_SPECS:
-        return "omdet-turbo"
-    return None
 
 
 def load_family_detector(spec: str, family: str, random_weights: bool, device: str, dtype: torch.dtype,

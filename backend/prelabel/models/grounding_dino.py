@@ -11,7 +11,7 @@ import torch
 from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
 from prelabel.core.geometry import clip_boxes
-from prelabel.core.labels import LabelError, LabelPrompt, box_cuts
+from prelabel.core.labels import LabelError, LabelPrompt
 from prelabel.core.regions import Regions
 
 FP32_ISLANDS = ("MultiScaleDeformableAttention",)
@@ -138,16 +138,14 @@ class GroundingDinoDetector:
         return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @torch.inference_mode()
-    def detect(
-        self, image: np.ndarray, labels: Sequence[LabelPrompt], box_threshold: float, text_threshold: float
-    ) -> Regions:
-        """Boxes whose best label scores at least that label's box threshold (and ``text_threshold``).
+    def detect(self, image: np.ndarray, labels: Sequence[LabelPrompt], floor: float) -> Regions:
+        """Query boxes whose best label scores at least ``floor``, as that label.
 
-        A box's score for a label is the highest token probability over that label's phrases.
+        A box's score for a label is the highest token probability over that label's phrases (the text
+        threshold, a floor under every label's cut, is the Labeler's to apply).
         """
         height, width = image.shape[:2]
         names = tuple(label.name for label in labels)
-        thresholds = box_cuts(labels, box_threshold)
         boxes, scores, label_ids = [], [], []
         chunks = self.chunk_prompts(labels)
         pixels = self._pixels(image) if len(chunks) > 1 else None  # preprocessed once for all chunks
@@ -157,7 +155,7 @@ class GroundingDinoDetector:
             best = label_scores.argmax(axis=1)
             best_score = label_scores[np.arange(len(best)), best]
             label_of_best = np.asarray(chunk_labels)[best]
-            keep = (best_score >= thresholds[label_of_best]) & (best_score >= text_threshold)
+            keep = best_score >= floor
             boxes.append(chunk_boxes[keep])
             scores.append(best_score[keep])
             label_ids.append(label_of_best[keep])

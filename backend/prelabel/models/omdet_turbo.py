@@ -6,7 +6,7 @@ another is a different query, never a partial match. ``OmDetTurboProcessor`` nee
 the fast image processor), so both ends are done here: the preprocessing reads the checkpoint's
 ``preprocessor_config.json`` (``size``, ``resample``, ``rescale_factor``, ``image_mean``, ``image_std``; the
 keys of the ``DetrImageProcessor`` the hub checkpoint names) and resizes with PIL; the post-processing is
-the processor's: score = sigmoid of the class logits, top-k over (query, label), the label's threshold,
+the processor's: score = sigmoid of the class logits, top-k over (query, label), the caller's floor,
 class-aware NMS (OpenCV, :func:`~prelabel.core.geometry.nms_per_label`), boxes clipped to the image.
 
 Random-weight specs: ``random-tiny-omdet-turbo`` (a 64-pixel toy) and ``random-full-omdet-turbo`` (the
@@ -29,11 +29,10 @@ from transformers import AutoTokenizer, OmDetTurboConfig, OmDetTurboForObjectDet
 
 from prelabel.core.errors import ModelLoadError
 from prelabel.core.geometry import clip_boxes, nms_per_label
-from prelabel.core.labels import LabelError, LabelPrompt, box_cuts, phrase_queries
+from prelabel.core.labels import LabelError, LabelPrompt, phrase_queries
 from prelabel.core.regions import Regions
 from prelabel.models.random_sam3 import clip_char_tokenizer, clip_char_vocab
 
-OMDET_SPECS = ("random-tiny-omdet-turbo", "random-full-omdet-turbo")
 _SEED = 0
 _TINY_SIDE = 64
 _IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -150,16 +149,15 @@ class OmDetTurboDetector:
             [width, height, width, height], dtype=np.float32)
         return clip_boxes(boxes, width, height), per_label
 
-    def detect(self, image: np.ndarray, labels: Sequence[LabelPrompt], box_threshold: float,
-               text_threshold: float) -> Regions:
-        """Top-k (query, label) pairs at or above the label's threshold, after class-aware NMS."""
+    def detect(self, image: np.ndarray, labels: Sequence[LabelPrompt], floor: float) -> Regions:
+        """The top-k (query, label) pairs scoring at least ``floor``, after OmDet-Turbo's class-aware NMS (per
+        label, so a cut applied after it keeps what a cut before it would)."""
         height, width = image.shape[:2]
-        thresholds = box_cuts(labels, box_threshold)
         boxes, scores = self.label_scores(image, labels)
         flat = scores.reshape(-1)
         top = np.argsort(-flat, kind="stable")[: self.max_detections]
         query, label = np.divmod(top, scores.shape[1])
-        keep = flat[top] >= thresholds[label]
+        keep = flat[top] >= floor
         query, label, score = query[keep], label[keep], flat[top][keep]
         kept = nms_per_label(boxes[query], score, label, self.nms_threshold)
         return Regions((width, height), tuple(lb.name for lb in labels), boxes[query][kept], score[kept], label[kept])

@@ -30,14 +30,12 @@ from transformers import (
 )
 
 from prelabel.core.geometry import clip_boxes
-from prelabel.core.labels import LabelError, LabelPrompt, box_cuts, phrase_queries
+from prelabel.core.labels import LabelError, LabelPrompt, phrase_queries
 from prelabel.core.regions import Regions
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.random_sam3 import clip_char_tokenizer, clip_char_vocab
 from prelabel.models.random_weights import char_tokenizer, grounding_dino_config
 
-OWLV2_SPECS = ("random-tiny-owlv2", "random-full-owlv2")
-MM_GDINO_SPECS = ("random-tiny-mm-grounding-dino", "random-full-mm-grounding-dino")
 _SEED = 0
 _TINY_OWL_SIDE = 64
 
@@ -46,7 +44,7 @@ class Owlv2Detector:
     """OWLv2 behind the :class:`~prelabel.models.protocols.Detector` protocol: one text query per phrase.
 
     A patch's score for a label is the best sigmoid score over that label's phrases; the patch is kept
-    for its best label when that score reaches the label's threshold. OWLv2 pads the image to a square
+    as its best label (the Labeler cuts it by that label's threshold). OWLv2 pads the image to a square
     (bottom and right) before resizing, so its normalised boxes scale by the longer side.
     """
 
@@ -97,16 +95,13 @@ class Owlv2Detector:
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         return clip_boxes(boxes, width, height), per_label
 
-    def detect(
-        self, image: np.ndarray, labels: Sequence[LabelPrompt], box_threshold: float, text_threshold: float
-    ) -> Regions:
-        """Patches whose best label scores at least that label's threshold (``text_threshold`` does not apply)."""
+    def detect(self, image: np.ndarray, labels: Sequence[LabelPrompt], floor: float) -> Regions:
+        """Patches whose best label scores at least ``floor``, as that label."""
         height, width = image.shape[:2]
-        thresholds = box_cuts(labels, box_threshold)
         boxes, scores = self.label_scores(image, labels)
         best = scores.argmax(axis=1)
         best_score = scores[np.arange(len(best)), best]
-        keep = best_score >= thresholds[best]
+        keep = best_score >= floor
         return Regions((width, height), tuple(lb.name for lb in labels), boxes[keep], best_score[keep], best[keep])
 
 

@@ -13,15 +13,18 @@ from prelabel.core.regions import Regions
 
 
 class Detector(Protocol):
-    """Text-prompted box detector."""
+    """Text-prompted box detector.
+
+    A detector cuts nothing but its ``floor``: the Labeler alone applies each label's cut (its own threshold or the
+    default, learned cuts, exploration), so that rule is written once (:func:`prelabel.core.labels.box_cuts`).
+    """
 
     model_id: str
     random_weights: bool
 
-    def detect(
-        self, image: np.ndarray, labels: Sequence[LabelPrompt], box_threshold: float, text_threshold: float
-    ) -> Regions:
-        """Boxes for ``labels`` on an ``(H, W, 3)`` uint8 RGB image, before NMS."""
+    def detect(self, image: np.ndarray, labels: Sequence[LabelPrompt], floor: float) -> Regions:
+        """Every candidate for ``labels`` on an ``(H, W, 3)`` uint8 RGB image whose best label scores at least
+        ``floor`` (the lowest cut the caller will apply), as that label with that score; before NMS."""
         ...
 
 
@@ -67,9 +70,10 @@ class ConceptSegmenter(Detector, Protocol):
         positive_boxes: np.ndarray,
         negative_boxes: np.ndarray | None = None,
         *,
-        threshold: float,
+        floor: float,
     ) -> Regions:
-        """Every instance like the positive exemplar pixel boxes (minus the negatives), as ``label``."""
+        """Every instance like the positive exemplar pixel boxes (minus the negatives) scoring at least ``floor``,
+        as ``label``."""
         ...
 
     def segment_points(

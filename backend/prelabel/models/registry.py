@@ -33,13 +33,7 @@ from prelabel.models.detector_openvino import (
     OpenVinoDetectorRuntime,
 )
 from prelabel.models.devices import pick_device
-from prelabel.models.families import (
-    MODEL_TYPES,
-    family_of_random,
-    is_sam3_tracker_spec,
-    load_family_detector,
-    load_sam3_tracker_segmenter,
-)
+from prelabel.models.families import is_sam3_tracker_spec, load_family_detector, load_sam3_tracker_segmenter
 from prelabel.models.grounding_dino import GroundingDinoDetector
 from prelabel.models.protocols import Detector
 from prelabel.models.random_weights import (
@@ -68,7 +62,9 @@ from prelabel.models.specs import (
     DEFAULT_DETECTOR,
     DEFAULT_SEGMENTER,
     DEFAULT_TRACKER,
+    MODEL_TYPES,
     check_spec,
+    detector_family,
     is_random,
     random_specs,
     runtime_model_id,
@@ -149,12 +145,12 @@ def load_detector(spec: str = DEFAULT_DETECTOR, device: str = "auto", dtype: str
 
 
 def _detector(spec: str, device: str, torch_dtype: torch.dtype) -> Detector:
-    family = family_of_random(spec)
-    if family is not None:
-        return load_family_detector(spec, family, True, device, torch_dtype)
-    if is_random(spec) and spec not in random_specs("detector"):
-        raise ModelLoadError(f"{spec!r} is a segmenter; random detectors are {', '.join(random_specs('detector'))}")
     if is_random(spec):
+        family = detector_family(spec)
+        if family is None:
+            raise ModelLoadError(f"{spec!r} is a segmenter; random detectors are {', '.join(random_specs('detector'))}")
+        if family != "grounding-dino":
+            return load_family_detector(spec, family, True, device, torch_dtype)
         model, processor = build_grounding_dino(spec)
         return GroundingDinoDetector(model, processor, spec, True, device, torch_dtype)
     if spec.endswith(".pth"):

@@ -38,7 +38,7 @@ from transformers import Sam3Model, Sam3TrackerModel
 
 from prelabel.core.errors import BadRequest, PrelabelError
 from prelabel.core.geometry import clip_boxes
-from prelabel.core.labels import LabelError, LabelPrompt, box_cuts
+from prelabel.core.labels import LabelError, LabelPrompt
 from prelabel.core.masks import Masks
 from prelabel.core.regions import Regions
 from prelabel.models.cache import LRUBytesCache, image_key
@@ -359,21 +359,15 @@ class Sam3ConceptSegmenter:
             "mask_logits": out.pred_masks[0].float().cpu(),
         }
 
-    def detect(
-        self, image: np.ndarray, labels: Sequence[LabelPrompt], box_threshold: float, text_threshold: float
-    ) -> Regions:
-        """Instances of every label whose score reaches the label's threshold, with their masks.
-
-        ``text_threshold`` has no counterpart in SAM 3 (there are no per-token scores) and is ignored.
-        """
-        thresholds = box_cuts(labels, box_threshold)
+    def detect(self, image: np.ndarray, labels: Sequence[LabelPrompt], floor: float) -> Regions:
+        """Instances of every label scoring at least ``floor``, with their masks."""
         presence: dict[str, float] = {}
         parts = []
         for label_id, label in enumerate(labels):
             for phrase in label.prompts:
                 result = self.run_prompt(image, phrase)
                 presence[label.name] = max(presence.get(label.name, 0.0), result["presence"])
-                parts.append((label_id, result, result["scores"] >= thresholds[label_id]))
+                parts.append((label_id, result, result["scores"] >= floor))
         regions = self._regions(image, labels, parts, {"presence": presence})
         self._store_click_features(image)
         return regions
@@ -386,14 +380,15 @@ class Sam3ConceptSegmenter:
         positive_boxes: np.ndarray,
         negative_boxes: np.ndarray | None = None,
         *,
-        threshold: float,
+        floor: float,
         use_text: bool = True,
     ) -> Regions:
-        """"Label one, find all": every instance like the positive exemplar boxes (pixels, xyxy), as ``label``.
+        """"Label one, find all": every instance like the positive exemplar boxes (pixels, xyxy) scoring at least
+        ``floor``, as ``label``.
 
         Negative exemplar boxes steer away from false hits. The label's first phrase goes with the boxes
         (SAM 3's text + exemplar prompt) unless ``use_text`` is false (then the text is ``"visual"``, as
-        transformers' processor does for box-only prompts). The label's own threshold wins over ``threshold``.
+        transformers' processor does for box-only prompts).
         """
         names = [lb.name for lb in labels]
         label_id = label if isinstance(label, int) else names.index(label)
@@ -406,10 +401,9 @@ class Sam3ConceptSegmenter:
         boxes = np.concatenate([positive, negative])
         box_labels = np.concatenate([np.ones(len(positive), np.int64), np.zeros(len(negative), np.int64)])
         result = self.run_prompt(image, prompt.prompts[0] if use_text else "visual", boxes, box_labels)
-        cut = box_cuts([prompt], threshold)[0]
         meta = {"presence": {prompt.name: result["presence"]}, "exemplars": {"positive": len(positive),
                                                                               "negative": len(negative)}}
-        return self._regions(image, labels, [(label_id, result, result["scores"] >= cut)], meta)
+        return self._regions(image, labels, [(label_id, result, result["scores"] >= floor)], meta)
 
     def _regions(
         self, image: np.ndarray, labels: Sequence[LabelPrompt], parts: list[tuple[int, dict[str, Any], np.ndarray]],

@@ -41,6 +41,25 @@ RANDOM_SPECS: dict[str, tuple[str, str]] = {
 }
 DEFAULT_TRACKER = "facebook/sam2.1-hiera-tiny"
 
+# config.json model_type -> detector family
+MODEL_TYPES = {
+    "grounding-dino": "grounding-dino",
+    "mm-grounding-dino": "mm-grounding-dino",
+    "owlv2": "owlv2",
+    "omdet-turbo": "omdet-turbo",
+    "sam3": "sam3",
+    "sam3_video": "sam3",  # facebook/sam3: detector and tracker in one checkpoint
+}
+RANDOM_DETECTOR_FAMILIES = {
+    "random-tiny": "grounding-dino", "random-full": "grounding-dino",
+    "random-tiny-mm-grounding-dino": "mm-grounding-dino", "random-full-mm-grounding-dino": "mm-grounding-dino",
+    "random-tiny-owlv2": "owlv2", "random-full-owlv2": "owlv2",
+    "random-tiny-omdet-turbo": "omdet-turbo", "random-full-omdet-turbo": "omdet-turbo",
+    "random-tiny-sam3": "sam3", "random-full-sam3": "sam3",
+}
+TEXT_THRESHOLD_FAMILIES = ("grounding-dino", "mm-grounding-dino")
+"""The families with a text threshold (Grounding DINO's per-token cut; in prelabel a floor under every label's cut)."""
+
 
 def is_random(spec: str | None) -> bool:
     """Whether a spec builds random weights (its outputs are not predictions)."""
@@ -74,12 +93,25 @@ def model_type_of(spec: str) -> str | None:
     return json.loads(path.read_text(encoding="utf-8")).get("model_type")
 
 
+def detector_family(spec: str) -> str | None:
+    """The detector family a spec builds: a random spec's, else that of its ``config.json``'s ``model_type``
+    (a local folder, or a hub id in the local cache); None where that is not known before loading."""
+    if is_random(spec):
+        return RANDOM_DETECTOR_FAMILIES.get(spec)
+    return MODEL_TYPES.get(model_type_of(spec) or "")
+
+
+def has_text_threshold(detector: str) -> bool:
+    """Whether a detector spec has a text threshold (:data:`TEXT_THRESHOLD_FAMILIES`). A hub id not downloaded
+    yet is taken as Grounding DINO, the default family; loading it caches its config, which then decides."""
+    family = detector_family(detector)
+    return family in TEXT_THRESHOLD_FAMILIES or (family is None and not is_random(detector))
+
+
 def segments_itself(detector: str | None) -> bool:
     """Whether a detector spec names a concept model that returns masks itself (SAM 3): then no separate
     segmenter is loaded, and clicks go to its own tracker."""
-    if not detector:
-        return False
-    return detector in ("random-tiny-sam3", "random-full-sam3") or model_type_of(detector) in ("sam3", "sam3_video")
+    return bool(detector) and detector_family(detector) == "sam3"
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")

@@ -12,7 +12,7 @@ from prelabel.core.model_version import model_version
 from prelabel.core.scoring import Scoring
 from prelabel.models.auto import AUTO, AutoChoice, choose
 from prelabel.models.protocols import StoresEmbeddings
-from prelabel.models.specs import is_random, runtime_model_id, segments_itself
+from prelabel.models.specs import has_text_threshold, is_random, runtime_model_id, segments_itself
 from prelabel.pipeline.exploration import Exploration
 from prelabel.pipeline.labeler import Labeler, Thresholds, config_dict
 from prelabel.settings import Settings
@@ -30,8 +30,9 @@ def with_overrides(settings: Settings, **overrides: Any) -> Settings:
 
 
 def labeler_thresholds(settings: Settings) -> Thresholds:
-    """The thresholds part of the settings."""
-    return Thresholds(settings.box_threshold, settings.text_threshold, settings.nms_iou, settings.max_detections)
+    """The thresholds part of the settings (the text threshold only for a detector family that has one)."""
+    text = settings.text_threshold if settings.detector and has_text_threshold(settings.detector) else None
+    return Thresholds(settings.box_threshold, text, settings.nms_iou, settings.max_detections)
 
 
 def exploration(settings: Settings) -> Exploration | None:

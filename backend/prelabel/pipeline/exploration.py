@@ -1,8 +1,8 @@
 """Exploration: a small, bounded share of below-threshold detections shown as *candidates*, so annotators'
 keep/delete on them tells the fit whether a threshold is too high (only shown regions can be judged).
 
-The detector runs once with its cut lowered to ``floor``; the detections are then split into the regions
-shown as before (at or above their label's threshold and the text threshold) and the ones below, of which
+The detector runs once with the cuts lowered to ``floor``; the detections are then split into the regions
+shown as before (at or above their label's cut, :meth:`prelabel.pipeline.Thresholds.cuts`) and the ones below, of which
 ``round(share * n)`` (stochastically rounded, at most ``max_per_task``) are drawn uniformly at random, seeded
 by the image, so a task always gets the same candidates. Each candidate carries ``explore_weight`` = ``n / m``,
 the inverse of its chance of being shown: the fit weights candidates' judgements by it, so a sample stands for
@@ -54,13 +54,14 @@ def image_seed(image: np.ndarray) -> int:
                           "big")
 
 
-def split_candidates(regions: Regions, thresholds: np.ndarray, text_threshold: float, exploration: Exploration,
-                     seed: int, max_shown: int | None = None) -> Regions:
+def split_candidates(regions: Regions, cuts: np.ndarray, exploration: Exploration, seed: int,
+                     max_shown: int | None = None) -> Regions:
     """The regions shown as without exploration (at most ``max_shown``), then the drawn candidates; the column
-    :data:`WEIGHT` is 0 for shown regions and ``n / m`` for candidates. ``thresholds``: each label's box cut."""
+    :data:`WEIGHT` is 0 for shown regions and ``n / m`` for candidates. ``cuts``: the score each label's regions
+    need to be shown (:meth:`prelabel.pipeline.Thresholds.cuts`)."""
     scores = regions.scores.astype(np.float64)
-    cut = np.asarray(thresholds, dtype=np.float64)[regions.label_ids] if len(regions) else np.zeros(0)
-    shown_mask = (scores >= cut) & (scores >= text_threshold)
+    cut = np.asarray(cuts, dtype=np.float64)[regions.label_ids] if len(regions) else np.zeros(0)
+    shown_mask = scores >= cut
     shown = np.flatnonzero(shown_mask)[:max_shown]
     below = np.flatnonzero(~shown_mask & (scores >= exploration.floor))
     rng = np.random.default_rng(seed)

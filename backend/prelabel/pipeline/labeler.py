@@ -22,12 +22,29 @@ from prelabel.settings import Settings
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Thresholds and limits of one Labeler (all of them shape predictions, so all are in ``model_version``)."""
+    """Thresholds and limits of one Labeler (all of them shape predictions, so all are in ``model_version``).
+
+    ``text_threshold`` is Grounding DINO's (and MM Grounding DINO's): no label's cut lies below it. Other
+    families have none (``None``, and then it is not part of ``model_version``); :func:`prelabel.pipeline.
+    labeler_thresholds` sets it by the detector's family.
+    """
 
     box_threshold: float = Settings.box_threshold  # every default is the Settings' own
-    text_threshold: float = Settings.text_threshold
+    text_threshold: float | None = None
     nms_iou: float = Settings.nms_iou
     max_detections: int = Settings.max_detections
+
+    def as_settings(self) -> dict[str, float | int]:
+        """The :class:`~prelabel.settings.Settings` fields these thresholds are made of (no text threshold
+        where there is none: the settings' default then stands, unused)."""
+        fields = asdict(self)
+        return {k: v for k, v in fields.items() if v is not None}
+
+    def cuts(self, labels: Sequence[LabelPrompt]) -> np.ndarray:
+        """The score each label's regions need to be shown: its own cut or the default, not below the text
+        threshold."""
+        cuts = box_cuts(labels, self.box_threshold)
+        return cuts if self.text_threshold is None else np.maximum(cuts, self.text_threshold)
 
 
 class Labeler:
@@ -85,7 +102,7 @@ class Labeler:
 
         Every region gets its uncertainty signals and confidence (see :mod:`prelabel.core.uncertainty`);
         ``calibration`` (learned from feedback) replaces the heuristic confidence. With an active ``explore``
-        the detector runs once with its cut lowered to ``explore.floor``, and a sample of the below-threshold
+        the detector runs once with the cuts lowered to ``explore.floor``, and a sample of the below-threshold
         detections follows the shown regions as candidates (:mod:`prelabel.pipeline.exploration`).
         """
         if self.detector is None:
@@ -93,18 +110,16 @@ class Labeler:
                                 "(set PRELABEL_DETECTOR / --detector)")
         cfg = self.config
         started = time.perf_counter()
-        thresholds = box_cuts(labels, cfg.box_threshold)
+        shown = cfg.cuts(labels)
         exploring = explore is not None and explore.active
-        if exploring:  # one forward pass at the lower cut; above the label's cut, the same regions as without
-            lowered = [replace(lb, box_threshold=float(min(cut, explore.floor))) for lb, cut in zip(labels, thresholds)]
-            regions = self.detector.detect(image, lowered, min(cfg.box_threshold, explore.floor),
-                                           min(cfg.text_threshold, explore.floor))
-        else:
-            regions = self.detector.detect(image, labels, cfg.box_threshold, cfg.text_threshold)
+        # One forward pass at the lowest cut; exploring, each label's cut is lowered to the exploration floor, and
+        # above a label's own cut the regions are the same as without.
+        cuts = np.minimum(shown, explore.floor) if exploring else shown
+        regions = self.detector.detect(image, labels, float(cuts.min(initial=1.0)))
+        regions = regions.select(np.flatnonzero(regions.scores >= cuts[regions.label_ids]))
         keep = nms_per_label(regions.boxes_xyxy, regions.scores, regions.label_ids, cfg.nms_iou)
         if exploring:
-            regions = split_candidates(regions.select(keep), np.asarray(thresholds), cfg.text_threshold, explore,
-                                       image_seed(image), cfg.max_detections)
+            regions = split_candidates(regions.select(keep), shown, explore, image_seed(image), cfg.max_detections)
         else:
             regions = regions.select(keep[: cfg.max_detections])
         if calibration is not None:  # boxes corrected as annotators adjust them, where that was learned
@@ -116,7 +131,7 @@ class Labeler:
         elif with_masks and self.segmenter is not None and not masks_from_detector:
             masks, mask_scores = self.segmenter.segment_boxes(image, regions.boxes_xyxy)
             regions = regions.with_masks(masks, mask_scores)
-        regions = score_regions(regions, thresholds, calibration)
+        regions = score_regions(regions, box_cuts(labels, cfg.box_threshold), calibration)
         meta = {
             **regions.meta,  # the detector's own provenance (SAM 3: per-label presence)
             "detector": self.detector.model_id,
@@ -159,19 +174,20 @@ class Labeler:
         """"Label one, find all": every instance like the exemplar pixel boxes, as ``label`` (SAM 3 detectors).
 
         Positive boxes are drawn instances of ``label``; negative boxes are false hits to steer away from.
-        The result is thresholded, NMS-ed and scored like :meth:`predict`.
+        The result is cut by the label's threshold, NMS-ed and scored like :meth:`predict`.
         """
         if not isinstance(self.detector, ConceptSegmenter):
             name = self.detector.model_id if self.detector else "none"
             raise PrelabelError(f"exemplar prompts need a SAM 3 detector (PRELABEL_DETECTOR); the detector is {name!r}")
         cfg = self.config
         started = time.perf_counter()
-        regions = self.detector.find_similar(image, labels, label, positive_boxes, negative_boxes,
-                                             threshold=cfg.box_threshold)
+        cuts = cfg.cuts(labels)
+        floor = float(cuts[[lb.name for lb in labels].index(label)])
+        regions = self.detector.find_similar(image, labels, label, positive_boxes, negative_boxes, floor=floor)
+        regions = regions.select(np.flatnonzero(regions.scores >= cuts[regions.label_ids]))
         keep = nms_per_label(regions.boxes_xyxy, regions.scores, regions.label_ids, cfg.nms_iou)
         regions = regions.select(keep[: cfg.max_detections])
-        thresholds = box_cuts(labels, cfg.box_threshold)
-        regions = score_regions(regions, thresholds, calibration)
+        regions = score_regions(regions, box_cuts(labels, cfg.box_threshold), calibration)
         meta = {**regions.meta, "detector": self.detector.model_id, "segmenter": None,
                 "random_weights": self.random_weights, "model_version": self.model_version(labels, calibration),
                 "seconds": {"detect": round(time.perf_counter() - started, 4), "segment": 0.0}}
@@ -182,6 +198,8 @@ def config_dict(config: Thresholds, explore: Exploration | None = None) -> dict:
     """The config part of ``model_version``: the thresholds, and the exploration when it is on (so a version
     without exploration is what it was before exploration existed)."""
     out = asdict(config)
+    if config.text_threshold is None:  # a family without a text threshold: not part of its version
+        del out["text_threshold"]
     if explore is not None and explore.active:
         out["explore"] = explore.to_dict()
     return out
