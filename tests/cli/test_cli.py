@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -87,3 +88,22 @@ def test_predict_and_batch_with_a_sam3_folder_need_no_segmenter(tmp_path):
     assert coco["annotations"] and all("segmentation" in a for a in coco["annotations"])
     tasks = json.loads((tmp_path / "out" / "labelstudio_tasks.json").read_text())
     assert {r["type"] for r in tasks[0]["predictions"][0]["result"]} == {"rectanglelabels", "polygonlabels"}
+
+
+LOADED = """
+import sys
+from prelabel.cli import build_parser, command_in
+from prelabel.settings import Settings
+build_parser(Settings(), command_in(sys.argv[1:]))
+print(" ".join(sorted(m for m in sys.modules if m.startswith("prelabel.cli.") or m in ("torch", "flask", "sqlalchemy"))))
+"""
+
+
+@pytest.mark.parametrize(("argv", "loaded"), [
+    (["--help"], "prelabel.cli.common"),
+    (["-v", "fit", "--project", "1"], "prelabel.cli.common prelabel.cli.feedback sqlalchemy"),
+    (["cvat", "spec", "--labels", "cat"], "prelabel.cli.common prelabel.cli.cvat"),
+])
+def test_a_command_line_imports_the_module_of_its_command_only(argv, loaded):
+    out = subprocess.run([sys.executable, "-c", LOADED, *argv], capture_output=True, text=True, check=True).stdout
+    assert out.split() == loaded.split()

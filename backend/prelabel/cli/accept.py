@@ -8,12 +8,14 @@ import json
 from prelabel.cli.common import add_parser
 from prelabel.cli.feedback import DB_HELP, existing_store, label_studio
 from prelabel.core.errors import PrelabelError
+from prelabel.feedback.service import FeedbackService, FeedbackSettings
+from prelabel.feedback.store import FeedbackStore
+from prelabel.labelstudio.accept import accept_project, undo_project
 from prelabel.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    accept = add_parser(sub, "accept", "turn the predictions that meet a target precision into annotations "
-                                       "(machine-accepted, reversible) and list the rest most uncertain first")
+    accept = add_parser(sub, "accept")
     accept.add_argument("--project", type=int, required=True, help="Label Studio project id")
     accept.add_argument("--precision", type=float, default=settings.accept_precision or 0.95,
                         help="target precision of accepted regions (PRELABEL_ACCEPT_PRECISION)")
@@ -26,10 +28,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from prelabel.feedback.service import FeedbackService, FeedbackSettings
-    from prelabel.feedback.store import FeedbackStore
-    from prelabel.labelstudio.accept import accept_project, undo_project
-
     client = label_studio(settings)
     if args.undo:
         print(json.dumps({"project": args.project, "removed": undo_project(client, args.project)}))

@@ -6,27 +6,32 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
+
+from prelabel.batch.checkpoint import Checkpoint
+from prelabel.batch.outputs import FILES, FORMATS, labelstudio_config_for, write_outputs
+from prelabel.batch.push import push_predictions
+from prelabel.batch.ray_engine import RayResources, run_ray
+from prelabel.batch.runner import BatchOptions, run_local
+from prelabel.batch.sources import LS_PREFIX, ImageItem, ImageLoader, project_client, project_of, resolve_source
+from prelabel.batch.video import VIDEO_FORMATS, run_video_batch, video_sources
 from prelabel.cli.common import add_parser, labels_arg, model_args, model_overrides
 from prelabel.core.errors import ExitCode, PrelabelError
+from prelabel.core.labels import LabelPrompt, parse_labels
+from prelabel.labelstudio.client import LabelStudioAccess
+from prelabel.models.specs import is_random
+from prelabel.pipeline import build_labeler, planned_model_version
+from prelabel.pipeline.build import with_overrides
+from prelabel.pipeline.video import VideoConfig, VideoLabeler
 from prelabel.settings import Settings
-
-if TYPE_CHECKING:
-    from prelabel.batch.checkpoint import Checkpoint
-    from prelabel.batch.runner import BatchOptions
-    from prelabel.batch.sources import ImageItem
-    from prelabel.core.labels import LabelPrompt
-    from prelabel.labelstudio.client import LabelStudioAccess
 
 log = logging.getLogger("prelabel.batch")
 CHECKPOINT = "checkpoint.jsonl"
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    from prelabel.batch.outputs import FORMATS
-
-    batch = add_parser(sub, "batch", "pre-label many images into COCO / Label Studio / YOLO files",
+    batch = add_parser(sub, "batch",
                        description="SOURCE: a folder (recursive), a glob ('data/**/*.jpg'), a .jsonl/.csv manifest "
                                    "of paths or URLs, or ls:PROJECT_ID (a Label Studio project). Rerunning the same "
                                    "command resumes an interrupted run; images that could not be read are listed in "
@@ -75,16 +80,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Resolve images, open/resume the checkpoint, label what is left, write the outputs."""
-    from prelabel.batch.checkpoint import Checkpoint
-    from prelabel.batch.outputs import FILES, FORMATS, labelstudio_config_for, write_outputs
-    from prelabel.batch.runner import BatchOptions
-    from prelabel.batch.sources import LS_PREFIX, project_client, project_of, resolve_source
-    from prelabel.batch.video import video_sources
-    from prelabel.core.labels import parse_labels
-    from prelabel.labelstudio.client import LabelStudioAccess
-    from prelabel.pipeline import planned_model_version
-    from prelabel.pipeline.build import with_overrides
-
     videos = None if args.source.startswith(LS_PREFIX) else video_sources(args.source, args.frames)
     if videos:
         return _run_videos(args, settings, videos)
@@ -139,8 +134,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                             args.yolo_task or ("segment" if options.with_masks else "detect"), args.image_url_prefix,
                             settings.review_threshold)
     if args.push:
-        from prelabel.batch.push import push_predictions
-
         pushed = push_predictions(project_client(access), project_of(args.source), records, labelstudio_config,
                                   args.out, settings.review_threshold)
         log.info("pushed %d prediction(s) to Label Studio", pushed)
@@ -158,13 +151,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_videos(args: argparse.Namespace, settings: Settings, videos: list[Path]) -> int:
     """Videos: tracks per video (resumable per keyframe), written as CVAT video XML, COCO per frame, LS tasks."""
-    from prelabel.batch.outputs import FORMATS
-    from prelabel.batch.video import VIDEO_FORMATS, run_video_batch
-    from prelabel.core.labels import parse_labels
-    from prelabel.pipeline import build_labeler
-    from prelabel.pipeline.build import with_overrides
-    from prelabel.pipeline.video import VideoConfig, VideoLabeler
-
     requested = [f.strip() for f in args.format.split(",") if f.strip()]
     formats = list(VIDEO_FORMATS) if args.format == ",".join(FORMATS) else requested  # the image default: all
     labels = parse_labels(args.labels)
@@ -180,24 +166,15 @@ def _run_videos(args: argparse.Namespace, settings: Settings, videos: list[Path]
 def _label(args: argparse.Namespace, settings: Settings, labels: list[LabelPrompt], options: BatchOptions,
            todo: list[ImageItem], access: LabelStudioAccess | None, checkpoint: Checkpoint) -> None:
     """Run the chosen engine over the images not done yet."""
-    from prelabel.models.specs import is_random
-
     if is_random(settings.detector) or is_random(settings.segmenter or None):
         log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
     if args.engine == "ray":
-        from prelabel.batch.ray_engine import RayResources, run_ray
-
         resources = RayResources(args.ray_address, args.ray_actors, args.ray_cpus_per_actor,
                                  args.ray_gpus_per_actor, args.ray_local_cpus)
         run_ray(settings, labels, options, todo, settings.max_pixels, access, checkpoint, resources)
         return
-    from prelabel.batch.runner import run_local
-    from prelabel.batch.sources import ImageLoader
-    from prelabel.pipeline import build_labeler
 
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     loader = ImageLoader(settings.max_pixels, access, settings.fetch_timeout_s)
     run_local(build_labeler(settings), labels, options, todo, loader, checkpoint, args.prefetch)

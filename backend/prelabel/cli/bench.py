@@ -12,8 +12,21 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import torch
+
+from prelabel.bench.hardware import cpu_features, cpu_model
+from prelabel.bench.images import BenchImage
+from prelabel.bench.report import Report
+from prelabel.bench.sections import SECTIONS, Bench, native_half
+from prelabel.bench.timing import rss_mb
 from prelabel.cli.common import add_parser, model_args
 from prelabel.core.errors import PrelabelError
+from prelabel.core.images import decode_image
+from prelabel.core.labels import parse_labels
+from prelabel.models.devices import pick_device
+from prelabel.pipeline import build_labeler
+from prelabel.pipeline.build import resolved, with_overrides
+from prelabel.pipeline.warmup import warm_up
 from prelabel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +51,7 @@ def _counts(text: str) -> tuple[int, ...]:
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    bench = add_parser(sub, "bench", "benchmark prelabel vs a naive pipeline on random-full models",
+    bench = add_parser(sub, "bench",
                        description="Ratios measured side by side in one run (medians over interleaved repeats), "
                                    "with targets marked met/missed. Random weights: timings only.")
     model_args(bench, settings)
@@ -64,20 +77,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Load the models once, run the chosen sections, print the table, write JSON + Markdown."""
-    import torch
-
-    from prelabel.bench.hardware import cpu_features, cpu_model
-    from prelabel.bench.images import BenchImage
-    from prelabel.bench.report import Report
-    from prelabel.bench.sections import SECTIONS, Bench, native_half
-    from prelabel.bench.timing import rss_mb
-    from prelabel.core.images import decode_image
-    from prelabel.core.labels import parse_labels
-    from prelabel.models.devices import pick_device
-    from prelabel.pipeline import build_labeler
-    from prelabel.pipeline.build import resolved, with_overrides
-    from prelabel.pipeline.warmup import warm_up
-
     device = pick_device(args.device)
     if args.sections is None:
         sections = [s for s in SECTION_NAMES if s not in OPT_IN or (s == "half" and native_half(device))]

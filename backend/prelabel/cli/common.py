@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from prelabel.core.errors import EXIT_CODES
 from prelabel.settings import Settings
@@ -18,8 +19,42 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def add_parser(sub: argparse._SubParsersAction, name: str, help: str, **kwargs: object) -> argparse.ArgumentParser:
-    """A subcommand whose help shows every option's default and the exit codes."""
+@dataclass(frozen=True)
+class Command:
+    """A ``prelabel`` command: the module of ``prelabel.cli`` that registers it, and its one-line help."""
+
+    module: str
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "predict": Command("predict", "pre-label local images and write JSON (and overlays)"),
+    "batch": Command("batch", "pre-label many images into COCO / Label Studio / YOLO files"),
+    "serve": Command("serve", "run the Label Studio ML backend (models from PRELABEL_* settings)"),
+    "connect": Command("connect", "connect a running `prelabel serve` to a Label Studio project"),
+    "demo": Command("demo", "local Label Studio + backend + a pre-labeled demo project"),
+    "cvat": Command("cvat", "CVAT helpers (the functions themselves live in cvat_serverless/)"),
+    "qa": Command("qa", "check a COCO or Label Studio export: tiny/degenerate/out-of-frame shapes, duplicates, label "
+                        "overlaps, annotator consensus, gold-set scores"),
+    "eval": Command("eval", "COCO AP/AR (boxes and masks, per category) of predictions vs ground truth"),
+    "fit": Command("feedback", "learn thresholds and calibration from a project's annotator feedback"),
+    "report": Command("feedback", "acceptance, corrections and precision/recall per model version"),
+    "accept": Command("accept", "turn the predictions that meet a target precision into annotations "
+                                "(machine-accepted, reversible) and list the rest most uncertain first"),
+    "rank": Command("rank", "order tasks for review, least confident first"),
+    "bench": Command("bench", "benchmark prelabel vs a naive pipeline on random-full models"),
+    "warmup": Command("warmup", "convert the configured models now (OpenVINO SAM encoder, Grounding DINO per image "
+                                "shape), so that jobs and servers start with them converted"),
+}
+"""Every command, in the order ``prelabel --help`` lists them. Only the module of the command that runs is imported
+(with the models, servers or SDKs it needs); the others are listed by name and help."""
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str, help: str | None = None,
+               **kwargs: object) -> argparse.ArgumentParser:
+    """A subcommand whose help shows every option's default and the exit codes (``help``: a top-level command's
+    from :data:`COMMANDS`)."""
+    help = help or COMMANDS[name].help
     return sub.add_parser(name, help=help, description=kwargs.pop("description", help),
                           formatter_class=HelpFormatter, epilog=kwargs.pop("epilog", EXIT_CODES), **kwargs)
 
@@ -48,7 +83,7 @@ def model_args(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("--box-threshold", type=float, default=settings.box_threshold,
                         help="detector score a box needs (per label: NAME@THRESHOLD in --labels)")
     parser.add_argument("--text-threshold", type=float, default=settings.text_threshold,
-                        help="score a box's best matching prompt token needs (Grounding DINO and MM Grounding DINO only)")
+                        help="score a box's best matching prompt token needs (Grounding DINO, MM Grounding DINO)")
 
 
 def labels_arg(parser: argparse.ArgumentParser, settings: Settings) -> None:

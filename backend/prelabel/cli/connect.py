@@ -6,13 +6,14 @@ import argparse
 import logging
 
 from prelabel.cli.common import add_parser
+from prelabel.cli.feedback import label_studio
 from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel")
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    connect = add_parser(sub, "connect", "connect a running `prelabel serve` to a Label Studio project",
+    connect = add_parser(sub, "connect",
                          description="Connect the ML backend at --url to a Label Studio project (LABEL_STUDIO_URL, "
                                      "LABEL_STUDIO_API_KEY), as Project > Settings > Model > Connect model does; "
                                      "when Label Studio refuses, the error names the fix.")
@@ -24,8 +25,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from prelabel.cli.feedback import label_studio
-
     client = label_studio(settings)
     url = args.url.rstrip("/")
     existing = [ml for ml in client.ml_backends(args.project) if str(ml.get("url", "")).rstrip("/") == url]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 
 from prelabel.cli.common import add_parser
+from prelabel.cvat.spec import run_spec, spec_arguments
 from prelabel.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    from prelabel.cvat.spec import run_spec, spec_arguments
-
-    cvat = add_parser(sub, "cvat", "CVAT helpers (the functions themselves live in cvat_serverless/)")
+    cvat = add_parser(sub, "cvat")
     commands = cvat.add_subparsers(dest="cvat_command", required=True, metavar="COMMAND")
     spec = add_parser(commands, "spec", "generate metadata.annotations.spec of the CVAT detector function from a "
                                         "label list, printed or written into function.yaml files")

@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from prelabel.cli.common import add_parser
+from prelabel.labelstudio.demo import run_demo
 from prelabel.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    demo = add_parser(sub, "demo", "local Label Studio + backend + a pre-labeled demo project")
+    demo = add_parser(sub, "demo")
     demo.add_argument("--port", type=int, default=8080, help="Label Studio's port")
     demo.add_argument("--workdir", type=Path, default=Path(".demo"), help="Label Studio data and logs")
     demo.add_argument("images", nargs="*", type=Path, help="images to import (default: bundled photos)")
@@ -18,7 +19,5 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from prelabel.labelstudio.demo import run_demo
-
     run_demo(args.workdir, args.port, args.images or None)
     return 0

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from prelabel.cli.common import add_parser
 from prelabel.core.errors import PrelabelError
+from prelabel.qa.evaluation import evaluate, format_table
 from prelabel.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
     """Add ``prelabel eval``."""
-    parser = add_parser(sub, "eval", "COCO AP/AR (boxes and masks, per category) of predictions vs ground truth")
+    parser = add_parser(sub, "eval")
     parser.add_argument("--gt", type=Path, required=True, help="COCO instances ground truth")
     parser.add_argument("--pred", type=Path, required=True,
                         help="COCO results list, or a COCO document such as batch's coco.json (matched by file_name)")
@@ -22,8 +23,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from prelabel.qa.evaluation import evaluate, format_table
-
     for path in (args.gt, args.pred):
         if not path.is_file():
             raise PrelabelError(f"{path} does not exist")

@@ -5,28 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prelabel.cli.common import add_parser
 from prelabel.core.errors import PrelabelError
+from prelabel.feedback.report import format_report
+from prelabel.feedback.service import FeedbackService, FeedbackSettings
+from prelabel.feedback.store import FeedbackStore, store_exists
+from prelabel.labelstudio.client import LabelStudioClient
+from prelabel.labelstudio.config import parse_label_config
 from prelabel.settings import Settings
-
-if TYPE_CHECKING:
-    from prelabel.labelstudio.client import LabelStudioClient
-
 
 DB_HELP = "feedback store: a SQLite file, sqlite:///PATH or postgresql://USER:PASS@HOST/DB (PRELABEL_FEEDBACK_DB)"
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    fit = add_parser(sub, "fit", "learn thresholds and calibration from a project's annotator feedback")
+    fit = add_parser(sub, "fit")
     fit.add_argument("--project", type=int, required=True, help="Label Studio project id")
     fit.add_argument("--label-config", type=Path,
                      help="the project's labeling config XML file (default: read from LABEL_STUDIO_URL)")
     fit.add_argument("--db", default=settings.feedback_db, help=DB_HELP)
     fit.set_defaults(func=run_fit)
 
-    report = add_parser(sub, "report", "acceptance, corrections and precision/recall per model version")
+    report = add_parser(sub, "report")
     report.add_argument("--project", type=int, required=True, help="Label Studio project id")
     report.add_argument("--db", default=settings.feedback_db, help=DB_HELP)
     report.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -35,26 +35,18 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 def label_studio(settings: Settings) -> LabelStudioClient:
     """The client of the configured Label Studio."""
-    from prelabel.labelstudio.client import LabelStudioClient
-
     if not settings.label_studio_url or not settings.label_studio_api_key:
         raise PrelabelError("set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to reach the Label Studio project")
     return LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
 
 
 def existing_store(path: str) -> str:
-    from prelabel.feedback.store import store_exists
-
     if not store_exists(path):
         raise PrelabelError(f"no feedback store at {path}; point --db (or PRELABEL_FEEDBACK_DB) at the server's")
     return path
 
 
 def run_fit(args: argparse.Namespace, settings: Settings) -> int:
-    from prelabel.feedback.service import FeedbackService, FeedbackSettings
-    from prelabel.feedback.store import FeedbackStore
-    from prelabel.labelstudio.config import parse_label_config
-
     existing_store(args.db)
     if args.label_config:
         label_config = args.label_config.read_text(encoding="utf-8")
@@ -68,10 +60,6 @@ def run_fit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_report(args: argparse.Namespace, settings: Settings) -> int:
-    from prelabel.feedback.report import format_report
-    from prelabel.feedback.service import FeedbackService
-    from prelabel.feedback.store import FeedbackStore
-
     report = FeedbackService(FeedbackStore(existing_store(args.db))).report(str(args.project))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

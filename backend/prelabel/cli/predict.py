@@ -8,15 +8,22 @@ import logging
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from prelabel.cli.common import add_parser, labels_arg, model_args, model_overrides
 from prelabel.core.errors import ExitCode, ModelLoadError, PrelabelError
+from prelabel.core.images import ImageError, check_image_file, load_image_file
+from prelabel.core.labels import parse_labels
+from prelabel.core.viz import save_overlay
+from prelabel.models.specs import check_spec, is_random, segments_itself
+from prelabel.pipeline import build_labeler
 from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel")
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    predict = add_parser(sub, "predict", "pre-label local images and write JSON (and overlays)")
+    predict = add_parser(sub, "predict")
     predict.add_argument("images", nargs="+", type=Path, help="image files")
     labels_arg(predict, settings)
     model_args(predict, settings)
@@ -28,12 +35,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
-    from prelabel.core.images import ImageError, load_image_file
-    from prelabel.core.labels import parse_labels
-    from prelabel.core.viz import save_overlay
-    from prelabel.pipeline import build_labeler
 
     labels = parse_labels(args.labels)
     check_inputs(args, settings)
@@ -81,9 +82,6 @@ class InputErrors(PrelabelError):
 
 def check_inputs(args: argparse.Namespace, settings: Settings) -> None:
     """Check every image (from its header) and model spec before loading models; report all problems at once."""
-    from prelabel.core.images import ImageError, check_image_file
-    from prelabel.models.specs import check_spec, is_random, segments_itself
-
     problems: list[PrelabelError] = []
     for path in args.images:
         try:

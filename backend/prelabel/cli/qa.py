@@ -10,6 +10,9 @@ from pathlib import Path
 
 from prelabel.cli.common import add_parser
 from prelabel.core.errors import ExitCode
+from prelabel.qa.checks import QaThresholds, check_items
+from prelabel.qa.dataset import load_export
+from prelabel.qa.report import html_report, report_document
 from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel.qa")
@@ -28,11 +31,8 @@ PAIR_KINDS = ("duplicate", "label_overlap")
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    from prelabel.qa.checks import QaThresholds
-
     defaults = QaThresholds()
-    parser = add_parser(sub, "qa", "check a COCO or Label Studio export: tiny/degenerate/out-of-frame shapes, "
-                                   "duplicates, label overlaps, annotator consensus, gold-set scores")
+    parser = add_parser(sub, "qa")
     parser.add_argument("file", type=Path, help="COCO instances JSON or Label Studio JSON export")
     parser.add_argument("--gold", type=Path, help="gold set (COCO or Label Studio) to score against")
     parser.add_argument("--out", type=Path, help="report folder (default: FILE's folder); writes qa_report.json/.html")
@@ -45,10 +45,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 def run_qa(args: argparse.Namespace, settings: Settings) -> int:
     """Run the checks; exit 3 when anything was flagged, so CI can gate on it."""
-    from prelabel.qa.checks import QaThresholds, check_items
-    from prelabel.qa.dataset import load_export
-    from prelabel.qa.report import html_report, report_document
-
     thresholds = QaThresholds(**{f.name: getattr(args, f.name) for f in fields(QaThresholds)})
     kind, items = load_export(args.file)
     gold = load_export(args.gold)[1] if args.gold else None

@@ -8,11 +8,12 @@ from pathlib import Path
 from prelabel.cli.common import add_parser
 from prelabel.cli.feedback import label_studio
 from prelabel.core.errors import PrelabelError
+from prelabel.labelstudio.ranking import load_tasks, rank_tasks, save_review_views, write_ranking
 from prelabel.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    rank = add_parser(sub, "rank", "order tasks for review, least confident first")
+    rank = add_parser(sub, "rank")
     rank.add_argument("source", nargs="?", type=Path,
                       help="a Label Studio tasks JSON file or a folder of them (e.g. a batch output)")
     rank.add_argument("--project", type=int, help="rank a Label Studio project's tasks instead (LABEL_STUDIO_URL)")
@@ -29,8 +30,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from prelabel.labelstudio.ranking import load_tasks, rank_tasks, save_review_views, write_ranking
-
     if (args.source is None) == (args.project is None):
         raise PrelabelError("rank takes either a tasks JSON file/folder or --project ID")
     if args.project is not None:

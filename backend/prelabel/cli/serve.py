@@ -7,14 +7,19 @@ import logging
 from pathlib import Path
 
 from prelabel.cli.common import add_parser
+from prelabel.labelstudio.backend import create_app
 from prelabel.labelstudio.client import LOCAL_BACKENDS_FIX
+from prelabel.labelstudio.results import preload_brush_codec
+from prelabel.models.registry import preload_modules
+from prelabel.pipeline.build import resolved, with_overrides
+from prelabel.server.run import check_bindable, serve
 from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel")
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    serve = add_parser(sub, "serve", "run the Label Studio ML backend (models from PRELABEL_* settings)")
+    serve = add_parser(sub, "serve")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
     serve.add_argument("--port", type=int, default=9090, help="port to bind")
     serve.add_argument("--workers", type=int, default=1, help="processes; each loads its own models")
@@ -24,12 +29,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from prelabel.labelstudio.backend import create_app
-    from prelabel.labelstudio.results import preload_brush_codec
-    from prelabel.models.registry import preload_modules
-    from prelabel.pipeline.build import resolved, with_overrides
-    from prelabel.server.run import check_bindable, serve
-
     if args.config:
         settings = Settings.load(args.config)
     # Before the port is bound and the workers fork: each worker's /setup then answers the planned

@@ -9,14 +9,16 @@ from pathlib import Path
 
 from prelabel.cli.common import add_parser, labels_arg, model_args, model_overrides
 from prelabel.core.errors import ExitCode
+from prelabel.core.labels import LabelPrompt, parse_labels
+from prelabel.pipeline import build_labeler
+from prelabel.pipeline.warmup import COMMON_SIZES, image_sizes, warm_up
 from prelabel.settings import Settings
 
 log = logging.getLogger("prelabel")
 
 
 def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
-    warmup = add_parser(sub, "warmup", "convert the configured models now (OpenVINO SAM encoder, Grounding DINO per "
-                                       "image shape), so that jobs and servers start with them converted")
+    warmup = add_parser(sub, "warmup")
     model_args(warmup, settings)
     labels_arg(warmup, settings)
     warmup.add_argument("--images", nargs="*", type=Path, default=[],
@@ -26,11 +28,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    # The models, imported when the command runs (every command module is imported to build `prelabel --help`).
-    from prelabel.core.labels import LabelPrompt, parse_labels
-    from prelabel.pipeline import build_labeler
-    from prelabel.pipeline.warmup import COMMON_SIZES, image_sizes, warm_up
-
     sizes = image_sizes(args.images) if args.images else list(COMMON_SIZES)
     labels = parse_labels(args.labels) if args.labels.strip() else [LabelPrompt("object", ("object",))]
     done = warm_up(build_labeler(settings, **model_overrides(args)), labels, sizes)
