@@ -87,3 +87,37 @@ def test_the_import_graph_is_read_from_the_package():
 
 def test_no_import_cycles_even_through_function_level_or_type_checking_imports():
     assert cycles(import_graph()) == []
+
+
+def unexplained_function_level_imports(source: str) -> list[int]:
+    """Lines of the import statements inside functions that give no reason: none on their line or on a comment line
+    right above their block of imports, and not inside a ``try`` that handles ``ImportError`` (an optional package)."""
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    optional = {id(node) for handler in ast.walk(tree) if isinstance(handler, ast.Try)
+                and any(isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                        for h in handler.handlers) for statement in handler.body for node in ast.walk(statement)}
+    found = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Import | ast.ImportFrom) or id(node) in optional:
+                continue
+            first = node.lineno - 1
+            above = first - 1
+            while above >= 0 and lines[above].lstrip().startswith(("import ", "from ")):
+                above -= 1  # the comment above a block of imports explains each of them
+            if "#" not in lines[first] and not lines[above].lstrip().startswith("#"):
+                found.append(node.lineno)
+    return sorted(set(found))
+
+
+def test_every_function_level_import_says_why():
+    assert unexplained_function_level_imports("def f():\n    import torch\n") == [2]
+    assert unexplained_function_level_imports("def f():\n    # heavy\n    import a\n    from b import c\n") == []
+    assert unexplained_function_level_imports("def f():\n    try:\n        import a\n    except ImportError:\n"
+                                              "        pass\n") == []
+    missing = {str(path.relative_to(PACKAGE)): lines for path in sorted(PACKAGE.rglob("*.py"))
+               if (lines := unexplained_function_level_imports(path.read_text()))}
+    assert missing == {}, "a function-level import needs a one-line reason (an optional extra, a heavy import)"

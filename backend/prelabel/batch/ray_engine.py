@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from prelabel.batch.checkpoint import Checkpoint
 from prelabel.batch.runner import BatchOptions, label_item, progress
@@ -39,8 +40,6 @@ class LabelerActor:
 
     def __init__(self, settings: Settings, labels: Sequence[LabelPrompt], options: BatchOptions, max_pixels: int,
                  access: LabelStudioAccess | None, threads: int) -> None:
-        import torch
-
         torch.set_num_threads(max(1, threads))
         self.labeler = build_labeler(settings)
         self.labels = list(labels)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from prelabel.models.devices import cpu_flags
 
@@ -67,8 +68,6 @@ def matmul_peak(dtype: torch.dtype, device: str = "cpu", side: int = 2048, budge
 
 def count_flops(run: Callable[[], object]) -> float:
     """FLOPs of one call of ``run`` as torch's ``FlopCounterMode`` counts them (matmuls, convolutions, SDPA)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         run()
     return float(counter.get_total_flops())

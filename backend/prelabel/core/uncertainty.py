@@ -62,7 +62,7 @@ class Calibration(CorrectsNoBox):
     @classmethod
     def fit(cls, features: np.ndarray, kept: np.ndarray) -> Calibration:
         """Fit on region features and whether annotators kept each region (needs both outcomes)."""
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression  # heavy (0.7 s to import) and needed by fits only
 
         kept = np.asarray(kept, dtype=bool)
         if kept.all() or not kept.any():

@@ -95,6 +95,7 @@ def sdk_shapes(
 
     ``mask`` labels give polygons when ``conv_mask_to_poly`` is set (the sdk rejects masks then).
     """
+    # optional: the [cvat] extra (cvat-cli's agents have it; the Nuclio handlers do not need it)
     import cvat_sdk.auto_annotation as cvataa
     from cvat_sdk.masks import encode_mask
 
@@ -116,6 +117,7 @@ def sdk_shapes(
 
 def sdk_interaction_shapes(mask: np.ndarray, score: float) -> list[InteractionResultShape]:
     """The result of a cvat-sdk interaction function: one mask shape with its confidence, none if empty."""
+    # optional: the [cvat] extra (cvat-cli's agents have it; the Nuclio handlers do not need it)
     import cvat_sdk.auto_annotation as cvataa
     from cvat_sdk.masks import encode_mask
     from cvat_sdk.models import AttributeValRequest

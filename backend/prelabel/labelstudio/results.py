@@ -101,7 +101,7 @@ def _value(regions: Regions, i: int, control: Control, tolerance: float, max_ver
 
 def mask_to_brush_rle(mask: np.ndarray) -> list[int]:
     """Label Studio's brush RLE of a bool mask (label_studio_sdk's codec; the ``[labelstudio]`` extra)."""
-    from label_studio_sdk.converter.brush import mask2rle
+    from label_studio_sdk.converter.brush import mask2rle  # optional: the [labelstudio] extra, ~1 s to import
 
     return [int(v) for v in mask2rle(mask.astype(np.uint8) * 255)]
 
@@ -116,7 +116,7 @@ def preload_brush_codec() -> None:
 def brush_rle_to_mask(rle: Any, width: int, height: int) -> np.ndarray | None:
     """Decode Label Studio's brush RLE into a bool ``(H, W)`` mask; ``None`` when ``rle`` is not the RLE of a
     ``width`` x ``height`` RGBA image (checked from its header before anything is allocated)."""
-    from label_studio_sdk.converter.brush import decode_rle
+    from label_studio_sdk.converter.brush import decode_rle  # optional: the [labelstudio] extra, ~1 s to import
 
     if not isinstance(rle, list) or len(rle) < 4 or not all(isinstance(v, int) and 0 <= v < 256 for v in rle):
         return None

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_model
 from torch import nn
+from transformers import AutoModelForZeroShotObjectDetection
 
 from prelabel.models.runtimes import (
     DEFAULT_RUNTIME_CACHE,
@@ -185,8 +186,6 @@ def shapes_for(model: nn.Module, processor: object, texts: Sequence[str], sizes:
 
 def convert(weights: Path, out: Path, shape: Shape) -> None:
     """Convert the model saved in ``weights`` (``save_pretrained``) at ``shape`` into the OpenVINO IR ``out``."""
-    from transformers import AutoModelForZeroShotObjectDetection
-
     model = AutoModelForZeroShotObjectDetection.from_pretrained(weights).float().eval()
     height, width, text_length = shape
     ids = torch.zeros(1, 2, dtype=torch.long)  # [CLS] [SEP] of any tokenizer; values do not shape the trace
@@ -203,7 +202,7 @@ def convert(weights: Path, out: Path, shape: Shape) -> None:
 
 
 def _trace(model: nn.Module, arrays: list[np.ndarray], out: Path) -> None:
-    import openvino as ov
+    import openvino as ov  # optional: the [openvino] extra (the runtime was checked before a conversion starts)
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape arithmetic

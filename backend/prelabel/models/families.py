@@ -10,8 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from huggingface_hub import hf_hub_download
+from transformers import AutoTokenizer, Sam3Model, Sam3TrackerModel
 
+from prelabel.models import open_vocab
+from prelabel.models.omdet_turbo import load_omdet_turbo
 from prelabel.models.random_sam3 import SAM3_SPECS, TRACKER_FOLDER, build_sam3
+from prelabel.models.sam3 import Sam3ConceptSegmenter, Sam3Preprocessor, Sam3TrackerSegmenter
 from prelabel.models.specs import model_type_of
 
 
@@ -20,15 +25,12 @@ def load_family_detector(spec: str, family: str, random_weights: bool, device: s
     """The detector object of ``family`` for ``spec`` (random spec, local folder or hub id)."""
     if family == "sam3":
         return load_sam3(spec, random_weights, device, dtype, cache_bytes)
-    from prelabel.models import open_vocab
 
     if family == "owlv2":
         return open_vocab.load_owlv2(spec, random_weights, device, dtype)
     if family == "mm-grounding-dino":
         return open_vocab.load_mm_grounding_dino(spec, random_weights, device, dtype)
     if family == "omdet-turbo":
-        from prelabel.models.omdet_turbo import load_omdet_turbo
-
         return load_omdet_turbo(spec, random_weights, device, dtype)
     raise ValueError(f"unknown detector family {family!r}")
 
@@ -39,9 +41,6 @@ def load_sam3(spec: str, random_weights: bool, device: str, dtype: torch.dtype, 
     The tracker shares the concept model's ViT when their backbone weights are equal (always so in
     ``facebook/sam3``, whose tracker checkpoint maps the detector's backbone); otherwise it keeps its own.
     """
-    from transformers import AutoTokenizer, Sam3Model, Sam3TrackerModel
-
-    from prelabel.models.sam3 import Sam3ConceptSegmenter, Sam3Preprocessor
 
     if random_weights:
         model, tracker, tokenizer, preprocessor = build_sam3(spec)
@@ -62,12 +61,9 @@ def load_sam3(spec: str, random_weights: bool, device: str, dtype: torch.dtype, 
 
 
 def _sam3_preprocessor(spec: str):
-    from prelabel.models.sam3 import Sam3Preprocessor
-
     folder = Path(spec).expanduser()
     if folder.is_dir():
         return Sam3Preprocessor.from_pretrained(folder)
-    from huggingface_hub import hf_hub_download
 
     return Sam3Preprocessor.from_pretrained(Path(hf_hub_download(spec, "preprocessor_config.json")).parent)
 
@@ -85,9 +81,6 @@ def is_sam3_tracker_spec(spec: str) -> bool:
 
 def load_sam3_tracker_segmenter(spec: str, device: str, dtype: torch.dtype, cache_bytes: int):
     """SAM 3's tracker alone as a box/point segmenter (its own ViT), e.g. behind another detector."""
-    from transformers import Sam3TrackerModel
-
-    from prelabel.models.sam3 import Sam3Preprocessor, Sam3TrackerSegmenter
 
     if spec in SAM3_SPECS:
         _, tracker, _, preprocessor = build_sam3(spec)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from huggingface_hub import hf_hub_download
 from PIL import Image
 from transformers import AutoTokenizer, OmDetTurboConfig, OmDetTurboForObjectDetection
 
@@ -208,8 +209,6 @@ def load_omdet_turbo(spec: str, random_weights: bool, device: str, dtype: torch.
         tokenizer = AutoTokenizer.from_pretrained(spec)
         folder = Path(spec).expanduser()
         if not folder.is_dir():
-            from huggingface_hub import hf_hub_download
-
             folder = Path(hf_hub_download(spec, "preprocessor_config.json")).parent
         preprocessor = OmDetPreprocessor.from_pretrained(folder)
     return OmDetTurboDetector(model, preprocessor, tokenizer, spec, random_weights, device, dtype)

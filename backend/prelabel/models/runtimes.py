@@ -34,6 +34,7 @@ from types import ModuleType
 
 import torch
 from torch import nn
+from torch.ao.quantization import quantize_dynamic
 from transformers import AutoModel
 
 from prelabel.core.errors import PrelabelError
@@ -52,8 +53,6 @@ class RuntimeUnavailable(PrelabelError):
 
 def quantize_encoder_int8(model: nn.Module) -> None:
     """Replace the Linear layers of ``model.vision_encoder`` by dynamically quantised int8 ones (CPU only)."""
-    from torch.ao.quantization import quantize_dynamic
-
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao (see docs)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import Sam3Model, Sam3TrackerModel
+from transformers.models.sam3 import modeling_sam3
 
 from prelabel.core.errors import BadRequest, PrelabelError
 from prelabel.core.geometry import clip_boxes
@@ -112,8 +113,6 @@ def _bilinear(feature: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torc
 
 def ensure_roi_align() -> None:
     """Give transformers' SAM 3 geometry encoder a ``torchvision.ops.roi_align`` when torchvision is absent."""
-    from transformers.models.sam3 import modeling_sam3
-
     if not hasattr(modeling_sam3, "torchvision"):
         modeling_sam3.torchvision = SimpleNamespace(ops=SimpleNamespace(roi_align=roi_align))
 

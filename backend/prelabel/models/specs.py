@@ -11,6 +11,9 @@ import json
 import re
 from pathlib import Path
 
+import huggingface_hub
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
 from prelabel.core.errors import ModelLoadError, ModelUnavailable
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
@@ -84,9 +87,7 @@ def model_type_of(spec: str) -> str | None:
     Hugging Face cache (None when neither is there)."""
     path = Path(spec).expanduser() / "config.json"
     if not path.is_file() and spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(spec, "config.json")
+        cached = huggingface_hub.try_to_load_from_cache(spec, "config.json")
         path = Path(cached) if isinstance(cached, str) else path
     if not path.is_file():
         return None
@@ -135,18 +136,15 @@ def check_spec(kind: str, spec: str) -> None:
 
 def _check_hub(kind: str, spec: str) -> None:
     """A hub id must be in the local cache, or the hub must answer (no minute of retries when it cannot)."""
-    from huggingface_hub import constants, model_info, try_to_load_from_cache
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
-
-    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+    if isinstance(huggingface_hub.try_to_load_from_cache(spec, "config.json"), str):
         return
     hint = (f"download it where there is a network (`hf download {spec} --local-dir /models/{spec.split('/')[-1]}`) "
             f"and pass that local folder with --{kind} / PRELABEL_{kind.upper()}, or use random-tiny / random-full")
-    if constants.HF_HUB_OFFLINE:
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise ModelUnavailable(f"the {kind} {spec!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
                              f"set: {hint}")
     try:
-        model_info(spec, timeout=10)
+        huggingface_hub.model_info(spec, timeout=10)
     except GatedRepoError:
         return  # from_pretrained says what to accept and which token to set
     except RepositoryNotFoundError as exc:

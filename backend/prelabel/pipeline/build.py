@@ -48,6 +48,7 @@ def build_labeler(settings: Settings | None = None, **overrides: Any) -> Labeler
     ``segmenter=""`` builds no segmenter, for boxes only). A detector that segments itself (SAM 3) gets no
     segmenter: its masks and clicks are its own. This is the only caller of the model registry.
     """
+    # torch and transformers: planned_model_version (Label Studio's /setup answer) runs without them
     from prelabel.models.registry import load_detector, load_segmenter, load_tracker
 
     s = resolved(with_overrides(settings or Settings.load(), **overrides))
@@ -94,7 +95,7 @@ def _log_choice(choice: AutoChoice) -> None:
 
 def forget_loaded_models() -> None:
     """Drop the registry's loaded models (each spec loads once per process otherwise), to free memory."""
-    from prelabel.models.registry import load_detector, load_segmenter, load_tracker
+    from prelabel.models.registry import load_detector, load_segmenter, load_tracker  # torch, as in build_labeler
 
     load_detector.cache_clear()
     load_segmenter.cache_clear()
