@@ -9,6 +9,7 @@ from PIL import Image
 
 from prelabel.core.uncertainty import FEATURES
 from prelabel.labelstudio.client import LabelStudioClient
+from prelabel.labelstudio.config import image_config, parse_label_config, video_config
 from prelabel.labelstudio.demo import BackendProcess
 from prelabel.labelstudio.ranking import save_review_views
 from prelabel.labelstudio.results import brush_rle_to_mask
@@ -192,3 +193,11 @@ def test_backend_survives_bad_requests_from_label_studio_side(backend):
     assert requests.post(f"{backend.url}/predict", data=b"{oops", timeout=5,
                          headers={"Content-Type": "application/json"}).status_code == 400
     assert requests.get(f"{backend.url}/health", timeout=2).json()["status"] == "UP"
+
+
+def test_label_studio_accepts_the_configs_prelabel_writes_with_markup_in_a_label_name(api):
+    names = ['a"<b&', "cat"]
+    for xml in (image_config(names, polygons=True, smart_keypoints=True), video_config(names)):
+        project = api.create_project("markup in a label", xml)
+        stored = parse_label_config(api.call("GET", f"/api/projects/{project}")["label_config"])
+        assert [prompt.name for prompt in stored.prompts] == names

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from prelabel.core.regions import Regions
 from prelabel.formats.coco import Segmentation, coco_document
 from prelabel.formats.json_stream import write_json
 from prelabel.formats.yolo import YoloTask, write_yolo_dataset
-from prelabel.labelstudio.config import LabelConfig, parse_label_config
+from prelabel.labelstudio.config import LabelConfig, image_config, parse_label_config
 from prelabel.labelstudio.results import prediction
 
 log = logging.getLogger(__name__)
@@ -24,14 +23,6 @@ FORMATS = ("coco", "coco-polygons", "labelstudio", "yolo")
 FILES = {"coco": "coco.json", "labelstudio": "labelstudio_tasks.json", "coco-polygons": "coco_polygons.json",
          "yolo": "yolo",
          "errors": "errors.jsonl", "labelstudio_config": "labelstudio_config.xml"}
-
-
-def default_ls_config(labels: Sequence[LabelPrompt], with_masks: bool) -> str:
-    """A labeling config with a RectangleLabels tag (and a PolygonLabels tag when masks are predicted)."""
-    children = "".join(f'<Label value="{escape(label.name)}"/>' for label in labels)
-    polygons = f'<PolygonLabels name="polygon" toName="image">{children}</PolygonLabels>' if with_masks else ""
-    return (f'<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">{children}'
-            f'</RectangleLabels>{polygons}</View>')
 
 
 def write_outputs(
@@ -89,7 +80,7 @@ def labelstudio_task(record: dict[str, Any], regions: Regions, config: LabelConf
 
 def labelstudio_config_for(xml: str | None, labels: Sequence[LabelPrompt], with_masks: bool) -> tuple[str, LabelConfig]:
     """The labeling config XML (the given one, or the default one for ``labels``) and its parsed form."""
-    xml = xml or default_ls_config(labels, with_masks)
+    xml = xml or image_config([label.name for label in labels], polygons=with_masks)
     return xml, parse_label_config(xml, {label.name: label for label in labels})
 
 

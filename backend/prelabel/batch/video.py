@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Tracks, VideoSource
-from prelabel.labelstudio.config import parse_label_config
+from prelabel.labelstudio.config import parse_label_config, video_config
 from prelabel.labelstudio.results import video_prediction
 from prelabel.pipeline.video import TrackLinker, VideoLabeler
 
@@ -102,7 +102,7 @@ def run_video_batch(video_labeler: VideoLabeler, videos: Sequence[Path], labels:
         if "coco" in formats:
             written.append(_write(out / "coco" / f"{key}.json", json.dumps(coco_frames(tracks, key))))
     if "labelstudio" in formats:
-        xml = labelstudio_video_config([label.name for label in labels])
+        xml = video_config([label.name for label in labels])
         config = parse_label_config(xml)
         tasks = [{"data": {"video": f"{url_prefix}{_video_name(videos, key)}"},
                   "predictions": [video_prediction(tracks, config, version, 0.0)]} for key, tracks in results.items()]
@@ -119,13 +119,6 @@ def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def labelstudio_video_config(labels: Sequence[str], fps: float = 25.0) -> str:
-    items = "".join(f'<Label value="{name}"/>' for name in labels)
-    return (f'<View>\n  <Labels name="videoLabels" toName="video" allowEmpty="true">{items}</Labels>\n'
-            f'  <Video name="video" value="$video" framerate="{fps}"/>\n'
-            f'  <VideoRectangle name="box" toName="video"/>\n</View>\n')
 
 
 def cvat_video_xml(tracks: Tracks, name: str) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from prelabel.bench.images import BenchImage
 from prelabel.core.labels import LabelPrompt
 from prelabel.labelstudio.backend import create_app
+from prelabel.labelstudio.config import image_config
 from prelabel.pipeline.labeler import Labeler
 from prelabel.settings import Settings
 
@@ -22,15 +23,6 @@ from prelabel.settings import Settings
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
-
-
-def label_config(labels: Sequence[LabelPrompt]) -> str:
-    """A labeling config with boxes, polygons (so SAM runs) and the smart keypoint tool."""
-    values = "".join(f'<Label value="{label.name}"/>' for label in labels)
-    return (f'<View><Image name="image" value="$image"/>'
-            f'<RectangleLabels name="bbox" toName="image">{values}</RectangleLabels>'
-            f'<PolygonLabels name="poly" toName="image">{values}</PolygonLabels>'
-            f'<KeyPointLabels name="kp" toName="image" smart="true">{values}</KeyPointLabels></View>')
 
 
 class ServerHarness:
@@ -51,7 +43,7 @@ class ServerHarness:
         settings = Settings(labels=prompts, predict_deadline_s=3600.0, label_studio_url=self.url,
                             **labeler.config.as_settings())
         self.client = create_app(settings, labeler).test_client()
-        self.config = label_config(labels)
+        self.config = image_config([label.name for label in labels], polygons=True, smart_keypoints=True)
 
     def _post(self, image: BenchImage, context: dict[str, Any] | None) -> list[dict[str, Any]]:
         task = {"id": 1, "data": {"image": f"{self.url}/{image.name}"}}
@@ -74,7 +66,7 @@ class ServerHarness:
         value = {"x": float(point_xy[0]) * 100 / width, "y": float(point_xy[1]) * 100 / height,
                  "keypointlabels": [self.labels[0].name]}
         return self._post(image, {"result": [{"type": "keypointlabels", "is_positive": True, "value": value,
-                                              "from_name": "kp", "to_name": "image"}]})
+                                              "from_name": "keypoint", "to_name": "image"}]})
 
     def close(self) -> None:
         self.http.shutdown()

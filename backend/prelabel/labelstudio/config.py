@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from html import escape
 from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree
@@ -60,6 +61,31 @@ class LabelConfig:
         return self.media == "video"
 
 
+# --- writing configs: the one builder (label names escaped) ---------------------------------------------------
+def image_config(labels: Sequence[str], *, polygons: bool = False, smart_keypoints: bool = False) -> str:
+    """A labeling config for images: boxes of ``labels`` (control ``label``), polygons (``polygon``) when masks are
+    predicted, and SAM's smart keypoints (``keypoint``) for clicks."""
+    children = _label_tags(labels)
+    controls = f'<RectangleLabels name="label" toName="image">{children}</RectangleLabels>'
+    if polygons:
+        controls += f'<PolygonLabels name="polygon" toName="image">{children}</PolygonLabels>'
+    if smart_keypoints:
+        controls += f'<KeyPointLabels name="keypoint" toName="image" smart="true">{children}</KeyPointLabels>'
+    return f'<View><Image name="image" value="$image"/>{controls}</View>'
+
+
+def video_config(labels: Sequence[str], fps: float = 25.0) -> str:
+    """A labeling config for videos: tracked boxes (``VideoRectangle``) labelled by ``labels``."""
+    return (f'<View>\n  <Labels name="videoLabels" toName="video" allowEmpty="true">{_label_tags(labels)}</Labels>\n'
+            f'  <Video name="video" value="$video" framerate="{fps}"/>\n'
+            f'  <VideoRectangle name="box" toName="video"/>\n</View>\n')
+
+
+def _label_tags(labels: Sequence[str]) -> str:
+    return "".join(f'<Label value="{escape(name)}"/>' for name in labels)
+
+
+# --- reading configs ------------------------------------------------------------------------------------------
 def parse_label_config(xml: str, prompt_map: Mapping[str, LabelPrompt] | None = None) -> LabelConfig:
     """Parse a config (safely: no entities, no external references) into what prelabel predicts.
 
