@@ -157,3 +157,12 @@ def test_a_run_where_no_image_could_be_read_still_writes_every_format(tmp_path):
     assert main(argv) == ExitCode.SOME_FAILED
     assert all((tmp_path / "out" / name).is_file() for name in OUTPUTS)
     assert json.loads((tmp_path / "out" / "coco.json").read_text())["images"] == []
+
+
+def test_coco_only_output_needs_no_label_studio_config(folder, tmp_path):
+    broken = tmp_path / "config.xml"
+    broken.write_text("<View><Image", encoding="utf-8")  # would fail to parse, were it read
+    out = tmp_path / "coco-only"
+    assert main(["batch", str(folder / "images"), "--labels", LABELS, *MODELS, "--out", str(out), "--format", "coco",
+                 "--labelstudio-config", str(broken)]) == ExitCode.SOME_FAILED
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.jsonl", "coco.json", "errors.jsonl"]

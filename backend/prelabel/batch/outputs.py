@@ -10,12 +10,11 @@ from typing import Any
 
 from prelabel.batch.records import record_regions
 from prelabel.core.labels import LabelPrompt
-from prelabel.core.regions import Regions
 from prelabel.formats.coco import Segmentation, coco_document
 from prelabel.formats.json_stream import write_json
 from prelabel.formats.yolo import YoloTask, write_yolo_dataset
-from prelabel.labelstudio.config import LabelConfig, image_config, parse_label_config
-from prelabel.labelstudio.results import prediction
+from prelabel.labelstudio.config import LabelConfig
+from prelabel.labelstudio.tasks import image_task
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +29,14 @@ def write_outputs(
     records: dict[str, dict[str, Any]],
     labels: Sequence[LabelPrompt],
     formats: Sequence[str],
-    labelstudio_config: LabelConfig,
+    labelstudio_config: LabelConfig | None = None,
     coco_segmentation: Segmentation = "rle",
     yolo_task: YoloTask = "segment",
     image_url_prefix: str = "",
     review_threshold: float = 0.45,
 ) -> dict[str, Path]:
-    """Write the chosen formats and ``errors.jsonl``; returns the written paths by format.
+    """Write the chosen formats and ``errors.jsonl``; returns the written paths by format. ``labelstudio_config``
+    (the tasks' labeling config) is needed by the ``labelstudio`` format only.
 
     Streamed: each format is written one image at a time, its regions decoded from the checkpoint record (masks as
     box crops) while that image is written, so the memory is one image's regions whatever the run's size.
@@ -56,8 +56,10 @@ def write_outputs(
         document = coco_document(images, map(record_regions, done), names, "polygon", False, info)
         written["coco-polygons"] = write_json(out_dir / FILES["coco-polygons"], document)
     if "labelstudio" in formats:
-        tasks = (labelstudio_task(r, record_regions(r), labelstudio_config, image_url_prefix, review_threshold)
-                 for r in done)
+        if labelstudio_config is None:
+            raise ValueError("the labelstudio format needs the tasks' labeling config")
+        tasks = (image_task(image_url_prefix + r["key"] if image_url_prefix else r["uri"], record_regions(r),
+                            labelstudio_config, r["model_version"], review_threshold) for r in done)
         written["labelstudio"] = write_json(out_dir / FILES["labelstudio"], tasks)
     if "yolo" in formats:
         local = [r for r in done if r["task_id"] is None and "://" not in r["uri"]]
@@ -67,21 +69,6 @@ def write_outputs(
                            yolo_task)
         written["yolo"] = out_dir / FILES["yolo"]
     return written
-
-
-def labelstudio_task(record: dict[str, Any], regions: Regions, config: LabelConfig, image_url_prefix: str,
-            review_threshold: float) -> dict[str, Any]:
-    """A Label Studio task with its prediction (review notes and uncertainty signals included), ready for the
-    project import API or the UI."""
-    image = image_url_prefix + record["key"] if image_url_prefix else record["uri"]
-    return {"data": {config.image_key: image},
-            "predictions": [prediction(regions, config, record["model_version"], review_threshold)]}
-
-
-def labelstudio_config_for(xml: str | None, labels: Sequence[LabelPrompt], with_masks: bool) -> tuple[str, LabelConfig]:
-    """The labeling config XML (the given one, or the default one for ``labels``) and its parsed form."""
-    xml = xml or image_config([label.name for label in labels], polygons=with_masks)
-    return xml, parse_label_config(xml, {label.name: label for label in labels})
 
 
 def _info(done: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,14 +12,14 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-from xml.etree import ElementTree
 
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Tracks, VideoSource
+from prelabel.cvat.video_xml import cvat_video_xml
+from prelabel.formats.coco import coco_video_frames
 from prelabel.labelstudio.config import parse_label_config, video_config
-from prelabel.labelstudio.results import video_prediction
+from prelabel.labelstudio.tasks import video_task
 from prelabel.pipeline.video import TrackLinker, VideoLabeler
 
 VIDEO_FORMATS = ("cvat", "coco", "labelstudio")
@@ -100,12 +100,12 @@ def run_video_batch(video_labeler: VideoLabeler, videos: Sequence[Path], labels:
         if "cvat" in formats:
             written.append(_write(out / "cvat" / f"{key}.xml", cvat_video_xml(tracks, key)))
         if "coco" in formats:
-            written.append(_write(out / "coco" / f"{key}.json", json.dumps(coco_frames(tracks, key))))
+            written.append(_write(out / "coco" / f"{key}.json", json.dumps(coco_video_frames(tracks, key))))
     if "labelstudio" in formats:
         xml = video_config([label.name for label in labels])
         config = parse_label_config(xml)
-        tasks = [{"data": {"video": f"{url_prefix}{_video_name(videos, key)}"},
-                  "predictions": [video_prediction(tracks, config, version, 0.0)]} for key, tracks in results.items()]
+        tasks = [video_task(f"{url_prefix}{_video_name(videos, key)}", tracks, config, version)
+                 for key, tracks in results.items()]
         written.append(_write(out / "labelstudio_video_tasks.json", json.dumps(tasks)))
         written.append(_write(out / "labelstudio_video_config.xml", xml))
     return written
@@ -119,62 +119,3 @@ def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def cvat_video_xml(tracks: Tracks, name: str) -> str:
-    """CVAT for video 1.1: one ``<track>`` per track, a ``<box>`` on every frame (``keyframe`` where detected),
-    and a closing ``outside="1"`` box after a track ends before the video does (CVAT interpolates otherwise)."""
-    info = tracks.info
-    root = ElementTree.Element("annotations")
-    ElementTree.SubElement(root, "version").text = "1.1"
-    meta = ElementTree.SubElement(root, "meta")
-    task = ElementTree.SubElement(meta, "task")
-    for tag, text in (("name", name), ("size", str(info.frame_count)), ("mode", "interpolation"),
-                      ("start_frame", "0"), ("stop_frame", str(info.frame_count - 1))):
-        ElementTree.SubElement(task, tag).text = text
-    labels = ElementTree.SubElement(task, "labels")
-    for label in tracks.label_names:
-        element = ElementTree.SubElement(labels, "label")
-        ElementTree.SubElement(element, "name").text = label
-        ElementTree.SubElement(element, "type").text = "rectangle"
-        ElementTree.SubElement(element, "attributes")
-    original = ElementTree.SubElement(task, "original_size")
-    ElementTree.SubElement(original, "width").text = str(info.width)
-    ElementTree.SubElement(original, "height").text = str(info.height)
-    for number, track in enumerate(tracks.tracks):
-        element = ElementTree.SubElement(root, "track", id=str(number), label=tracks.label_names[track.label_id],
-                                         source="auto")
-        previous = None
-        for frame, box, detected in zip(track.frames, track.boxes, track.detected):
-            if previous is not None and frame != previous + 1:  # a gap: the object was lost in between
-                _box(element, previous + 1, track.boxes[track.frames.index(previous)], True, True)
-            _box(element, frame, box, detected, False)
-            previous = frame
-        if previous is not None and previous + 1 < info.frame_count:
-            _box(element, previous + 1, track.boxes[-1], True, True)
-    ElementTree.indent(root)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
-
-
-def _box(track: ElementTree.Element, frame: int, box: Sequence[float], keyframe: bool, outside: bool) -> None:
-    x1, y1, x2, y2 = box
-    ElementTree.SubElement(track, "box", frame=str(frame), keyframe=str(int(keyframe)), outside=str(int(outside)),
-                           occluded="0", xtl=f"{x1:.2f}", ytl=f"{y1:.2f}", xbr=f"{x2:.2f}", ybr=f"{y2:.2f}",
-                           z_order="0")
-
-
-def coco_frames(tracks: Tracks, name: str) -> dict[str, Any]:
-    """COCO with one image per frame (``file_name`` ``<video>/frame_000123``) and ``track_id`` on each box."""
-    info = tracks.info
-    images = [{"id": f + 1, "file_name": f"{name}/frame_{f:06d}.jpg", "width": info.width, "height": info.height,
-               "frame_index": f} for f in range(info.frame_count)]
-    annotations = []
-    for track in tracks.tracks:
-        for frame, (x1, y1, x2, y2), score in zip(track.frames, track.boxes, track.scores):
-            annotations.append({"id": len(annotations) + 1, "image_id": frame + 1, "category_id": track.label_id + 1,
-                                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                                "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": 0, "score": score,
-                                "track_id": track.track_id})
-    return {"info": {"description": f"prelabel tracks of {name}", "video": info.to_dict()}, "images": images,
-            "annotations": annotations,
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(tracks.label_names)]}

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from prelabel.batch.checkpoint import Checkpoint
-from prelabel.batch.outputs import FILES, FORMATS, labelstudio_config_for, write_outputs
+from prelabel.batch.outputs import FILES, FORMATS, write_outputs
 from prelabel.batch.push import push_predictions
 from prelabel.batch.ray_engine import RayResources, run_ray
 from prelabel.batch.runner import BatchOptions, run_local
@@ -20,6 +20,7 @@ from prelabel.cli.common import add_parser, labels_arg, model_args, model_overri
 from prelabel.core.errors import ExitCode, PrelabelError
 from prelabel.core.labels import LabelPrompt, parse_labels
 from prelabel.labelstudio.client import LabelStudioAccess
+from prelabel.labelstudio.tasks import config_for
 from prelabel.models.specs import is_random
 from prelabel.pipeline import build_labeler, planned_model_version
 from prelabel.pipeline.build import with_overrides
@@ -102,10 +103,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = with_overrides(settings, embedding_store=store)
     settings = with_overrides(settings, **model_overrides(args, with_masks=not args.no_masks))
     options = BatchOptions(with_masks=not args.no_masks, tile=args.tile, overlap=args.overlap)
-    xml = args.labelstudio_config.read_text(encoding="utf-8") if args.labelstudio_config else None
-    if args.source.startswith(LS_PREFIX):
-        xml = project_client(access).label_config(project_of(args.source))
-    xml, labelstudio_config = labelstudio_config_for(xml, labels, options.with_masks)
+    xml, labelstudio_config = None, None
+    if "labelstudio" in formats or args.push:  # the tasks' labeling config: the project's, the given one or ours
+        xml = args.labelstudio_config.read_text(encoding="utf-8") if args.labelstudio_config else None
+        if args.source.startswith(LS_PREFIX):
+            xml = project_client(access).label_config(project_of(args.source))
+        xml, labelstudio_config = config_for(xml, labels, options.with_masks)
     items = resolve_source(args.source, access)
     path = args.out / CHECKPOINT
     if args.resume and not path.exists():
@@ -129,7 +132,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log.info("labeled %d image(s), %d unreadable%s, in %.1f s (%.2f images/s, engine %s)",
                  len(todo) - new_failed, new_failed - new_bugs, f", {new_bugs} hit a bug" if new_bugs else "",
                  elapsed, len(todo) / elapsed, args.engine)
-    (args.out / FILES["labelstudio_config"]).write_text(xml + "\n", encoding="utf-8")
+    if xml is not None:
+        (args.out / FILES["labelstudio_config"]).write_text(xml + "\n", encoding="utf-8")
     written = write_outputs(args.out, records, labels, formats, labelstudio_config, args.coco_segmentation,
                             args.yolo_task or ("segment" if options.with_masks else "detect"), args.image_url_prefix,
                             settings.review_threshold)

@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from prelabel.core.errors import PrelabelError
-from prelabel.core.geometry import mask_to_box, rle_to_mask
 from prelabel.core.shapes import Shape
+from prelabel.formats.coco import is_coco, read_coco
 from prelabel.labelstudio.config import OUTPUT_TAGS
 from prelabel.labelstudio.results import result_shapes
 
@@ -37,7 +35,7 @@ def load_export(path: Path) -> tuple[str, list[Item]]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ExportError(f"{path} is not a readable JSON file: {exc}") from exc
-    if isinstance(data, dict) and {"images", "annotations", "categories"} <= set(data):
+    if is_coco(data):
         return "coco", coco_items(data)
     if isinstance(data, list) and all(isinstance(t, dict) and "data" in t for t in data):
         return "labelstudio", task_items(data)
@@ -46,23 +44,8 @@ def load_export(path: Path) -> tuple[str, list[Item]]:
 
 def coco_items(document: dict[str, Any]) -> list[Item]:
     """Items of a COCO file; an ``annotator`` field on annotations (if any) separates annotators."""
-    names = {c["id"]: c["name"] for c in document["categories"]}
-    items = {image["id"]: Item(image["file_name"], int(image.get("width", 0)), int(image.get("height", 0)),
-                               image["file_name"]) for image in document["images"]}
-    for annotation in document["annotations"]:
-        x, y, w, h = (float(v) for v in annotation["bbox"])
-        segmentation = annotation.get("segmentation")
-        polygon = None
-        if isinstance(segmentation, list) and segmentation:
-            polygon = np.asarray(segmentation[0], dtype=np.float64).reshape(-1, 2)
-        elif isinstance(segmentation, dict):
-            x, y, x2, y2 = mask_to_box(rle_to_mask(segmentation))
-            w, h = x2 - x, y2 - y
-        shape = Shape(names[annotation["category_id"]], np.array([x, y, x + w, y + h]), polygon=polygon,
-                      ref=f"annotation {annotation['id']}")
-        annotator = str(annotation.get("annotator", "annotations"))
-        items[annotation["image_id"]].annotators.setdefault(annotator, []).append(shape)
-    return list(items.values())
+    return [Item(image.file_name, image.width, image.height, image.file_name, image.shapes)
+            for image in read_coco(document)]
 
 
 def task_items(tasks: list[dict[str, Any]]) -> list[Item]:
