@@ -8,11 +8,11 @@ import pytest
 from image_host import ImageHost
 from PIL import Image
 
+from prelabel.core.fetch import FetchPolicy, FetchRefused
 from prelabel.labelstudio.backend import create_app
 from prelabel.labelstudio.client import LabelStudioAccess
 from prelabel.labelstudio.task_images import ImageFetchError, TaskImageFetcher
 from prelabel.pipeline import build_labeler
-from prelabel.server.safe_fetch import FetchPolicy, FetchRefused
 from prelabel.settings import Settings
 
 CONFIG = """<View><Image name="image" value="$image"/>

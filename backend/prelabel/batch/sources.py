@@ -13,11 +13,11 @@ from urllib.parse import urlparse
 import numpy as np
 
 from prelabel.core.errors import PrelabelError
+from prelabel.core.fetch import FetchPolicy
 from prelabel.core.images import load_image_file
 from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
 from prelabel.labelstudio.config import parse_label_config
 from prelabel.labelstudio.task_images import TaskImageFetcher
-from prelabel.server.safe_fetch import FetchPolicy
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 MANIFEST_EXTENSIONS = frozenset({".jsonl", ".csv"})

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from prelabel.core.errors import BadRequest, PrelabelError
+from prelabel.core.fetch import FetchRefused
 from prelabel.core.geometry import mask_to_box
 from prelabel.core.images import ImageError
 from prelabel.core.parsing import finite, integer
@@ -31,7 +32,6 @@ from prelabel.labelstudio.results import (
 from prelabel.labelstudio.task_images import ImageFetchError, TaskImageFetcher
 from prelabel.pipeline import Exploration, Labeler
 from prelabel.pipeline.video import VideoConfig, VideoDeadline, VideoLabeler
-from prelabel.server.safe_fetch import FetchRefused
 from prelabel.settings import Settings
 
 RESUME_KEY = "_prelabel_resume"  # a deferred video task carries the state reached, to finish in the background

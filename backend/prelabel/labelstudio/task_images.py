@@ -14,9 +14,9 @@ import numpy as np
 import requests
 
 from prelabel.core.errors import PrelabelError
+from prelabel.core.fetch import FetchPolicy, guarded_session, same_origin
 from prelabel.core.images import ImageError, decode_image
 from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
-from prelabel.server.safe_fetch import FetchPolicy, guarded_session, same_origin
 from prelabel.settings import Settings
 
 _CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi")
@@ -30,7 +30,7 @@ class ImageFetchError(PrelabelError):
 class TaskImageFetcher:
     """Downloads and decodes task images with Label Studio's authentication, size and time limits.
 
-    ``policy`` says which hosts, addresses and local folders may be read (see :mod:`safe_fetch`); the default
+    ``policy`` says which hosts, addresses and local folders may be read (see :mod:`prelabel.core.fetch`); the default
     allows no host at all.
     """
 
