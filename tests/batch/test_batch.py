@@ -13,9 +13,12 @@ import pytest
 from pycocotools.coco import COCO
 
 from batch_data import write_shape_images
+from prelabel.batch.job import JobOptions, run_job
 from prelabel.cli import main
 from prelabel.core.errors import ExitCode
+from prelabel.core.labels import parse_labels
 from prelabel.core.uncertainty import FEATURES
+from prelabel.settings import Settings
 
 LABELS = "box=red box|rectangle,disc=green circle"
 MODELS = ["--detector", "random-tiny", "--segmenter", "random-tiny", "--device", "cpu"]
@@ -166,3 +169,14 @@ def test_coco_only_output_needs_no_label_studio_config(folder, tmp_path):
     assert main(["batch", str(folder / "images"), "--labels", LABELS, *MODELS, "--out", str(out), "--format", "coco",
                  "--labelstudio-config", str(broken)]) == ExitCode.SOME_FAILED
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.jsonl", "coco.json", "errors.jsonl"]
+
+
+def test_a_batch_job_runs_from_python_without_the_cli(folder, tmp_path):
+    settings = Settings(detector="random-tiny", segmenter="random-tiny", device="cpu")
+    options = JobOptions(str(folder / "images"), tmp_path / "job", parse_labels(LABELS), formats=("coco",))
+    result = run_job(options, settings)
+    assert result.exit_code == ExitCode.SOME_FAILED and result.failed == ("corrupt.jpg",) and result.bugs == ()
+    assert set(result.written) == {"errors", "coco"}
+    assert len(json.loads(result.written["coco"].read_text())["images"]) == 14
+    again = run_job(options, settings)  # resumed: every image is in the checkpoint
+    assert again.written["coco"].read_bytes() == result.written["coco"].read_bytes()
