@@ -35,7 +35,6 @@ def register(sub: argparse._SubParsersAction, settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-
     labels = parse_labels(args.labels)
     check_inputs(args, settings)
     labeler = build_labeler(settings, **model_overrides(args, with_masks=not args.no_masks))

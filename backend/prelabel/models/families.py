@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from huggingface_hub import hf_hub_download
 from transformers import AutoTokenizer, Sam3Model, Sam3TrackerModel
 
 from prelabel.models import open_vocab
 from prelabel.models.omdet_turbo import load_omdet_turbo
 from prelabel.models.random_sam3 import SAM3_SPECS, TRACKER_FOLDER, build_sam3
 from prelabel.models.sam3 import Sam3ConceptSegmenter, Sam3Preprocessor, Sam3TrackerSegmenter
-from prelabel.models.specs import model_type_of
+from prelabel.models.specs import model_type_of, preprocessor_folder
 
 
 def load_family_detector(spec: str, family: str, random_weights: bool, device: str, dtype: torch.dtype,
@@ -25,7 +24,6 @@ def load_family_detector(spec: str, family: str, random_weights: bool, device: s
     """The detector object of ``family`` for ``spec`` (random spec, local folder or hub id)."""
     if family == "sam3":
         return load_sam3(spec, random_weights, device, dtype, cache_bytes)
-
     if family == "owlv2":
         return open_vocab.load_owlv2(spec, random_weights, device, dtype)
     if family == "mm-grounding-dino":
@@ -41,14 +39,13 @@ def load_sam3(spec: str, random_weights: bool, device: str, dtype: torch.dtype, 
     The tracker shares the concept model's ViT when their backbone weights are equal (always so in
     ``facebook/sam3``, whose tracker checkpoint maps the detector's backbone); otherwise it keeps its own.
     """
-
     if random_weights:
         model, tracker, tokenizer, preprocessor = build_sam3(spec)
         return Sam3ConceptSegmenter(model, tokenizer, Sam3Preprocessor.from_dict(preprocessor), spec, True, device,
                                     dtype, cache_bytes, tracker)
     model = Sam3Model.from_pretrained(spec)
     tokenizer = AutoTokenizer.from_pretrained(spec)
-    preprocessor = _sam3_preprocessor(spec)
+    preprocessor = Sam3Preprocessor.from_pretrained(preprocessor_folder(spec))
     tracker = None
     folder = Path(spec).expanduser()
     if (folder / TRACKER_FOLDER / "config.json").is_file():
@@ -58,14 +55,6 @@ def load_sam3(spec: str, random_weights: bool, device: str, dtype: torch.dtype, 
     if tracker is not None and _same_weights(tracker.vision_encoder.backbone, model.vision_encoder.backbone):
         tracker.vision_encoder.backbone = model.vision_encoder.backbone
     return Sam3ConceptSegmenter(model, tokenizer, preprocessor, spec, False, device, dtype, cache_bytes, tracker)
-
-
-def _sam3_preprocessor(spec: str):
-    folder = Path(spec).expanduser()
-    if folder.is_dir():
-        return Sam3Preprocessor.from_pretrained(folder)
-
-    return Sam3Preprocessor.from_pretrained(Path(hf_hub_download(spec, "preprocessor_config.json")).parent)
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -81,7 +70,6 @@ def is_sam3_tracker_spec(spec: str) -> bool:
 
 def load_sam3_tracker_segmenter(spec: str, device: str, dtype: torch.dtype, cache_bytes: int):
     """SAM 3's tracker alone as a box/point segmenter (its own ViT), e.g. behind another detector."""
-
     if spec in SAM3_SPECS:
         _, tracker, _, preprocessor = build_sam3(spec)
         return Sam3TrackerSegmenter(tracker, spec, True, device, dtype, cache_bytes,

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from huggingface_hub import hf_hub_download
 from PIL import Image
 from transformers import AutoTokenizer, OmDetTurboConfig, OmDetTurboForObjectDetection
 
@@ -33,6 +32,7 @@ from prelabel.core.geometry import clip_boxes, nms_per_label
 from prelabel.core.labels import LabelError, LabelPrompt, phrase_queries
 from prelabel.core.regions import Regions
 from prelabel.models.random_sam3 import clip_char_tokenizer, clip_char_vocab
+from prelabel.models.specs import preprocessor_folder
 
 _SEED = 0
 _TINY_SIDE = 64
@@ -207,8 +207,5 @@ def load_omdet_turbo(spec: str, random_weights: bool, device: str, dtype: torch.
                                  f"({exc}); `pip install timm` for the released checkpoints (their Swin is a timm "
                                  f"backbone), or use a folder whose config has use_timm_backbone=false") from exc
         tokenizer = AutoTokenizer.from_pretrained(spec)
-        folder = Path(spec).expanduser()
-        if not folder.is_dir():
-            folder = Path(hf_hub_download(spec, "preprocessor_config.json")).parent
-        preprocessor = OmDetPreprocessor.from_pretrained(folder)
+        preprocessor = OmDetPreprocessor.from_pretrained(preprocessor_folder(spec))
     return OmDetTurboDetector(model, preprocessor, tokenizer, spec, random_weights, device, dtype)

@@ -76,12 +76,9 @@ _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float1
 
 
 def preload_modules(sam_runtime: str, detector_runtime: str = "torch") -> None:
-    """Import now whatever loading any model may import later: every family's module and the runtimes'
-    packages. A server calls this before it answers requests, because an import holds the GIL (a C
+    """Import now whatever loading a model may import later: the runtimes' packages (every family's module is
+    imported with this one). A server calls this before it answers requests, because an import holds the GIL (a C
     extension's for 100-200 ms) and would stall /health and /setup while its models load in a thread."""
-    for module in ("prelabel.models.open_vocab", "prelabel.models.omdet_turbo", "prelabel.models.sam3",
-                   "transformers.models.sam3.modeling_sam3"):
-        importlib.import_module(module)
     packages = {"onnx": "onnxruntime", "openvino": "openvino"}
     for package in {packages.get(sam_runtime), packages.get(detector_runtime)} - {None}:
         if importlib.util.find_spec(package):

@@ -94,6 +94,15 @@ def model_type_of(spec: str) -> str | None:
     return json.loads(path.read_text(encoding="utf-8")).get("model_type")
 
 
+def preprocessor_folder(spec: str) -> Path:
+    """The folder holding a model's ``preprocessor_config.json``: the spec itself when it is a local folder, else
+    the hub download's (for the families whose preprocessing prelabel reads itself)."""
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        return folder
+    return Path(huggingface_hub.hf_hub_download(spec, "preprocessor_config.json")).parent
+
+
 def detector_family(spec: str) -> str | None:
     """The detector family a spec builds: a random spec's, else that of its ``config.json``'s ``model_type``
     (a local folder, or a hub id in the local cache); None where that is not known before loading."""
