@@ -121,3 +121,12 @@ def test_every_function_level_import_says_why():
     missing = {str(path.relative_to(PACKAGE)): lines for path in sorted(PACKAGE.rglob("*.py"))
                if (lines := unexplained_function_level_imports(path.read_text()))}
     assert missing == {}, "a function-level import needs a one-line reason (an optional extra, a heavy import)"
+
+
+def test_the_batch_job_reaches_label_studio_through_two_modules():
+    """batch/ reads and pushes through labelstudio.project and writes task files through labelstudio.tasks."""
+    graph = import_graph()
+    reached = {(module, other) for module, others in graph.items() if module.startswith("prelabel.batch.")
+               for other in others if other.startswith("prelabel.labelstudio.")}
+    assert reached == {("prelabel.batch.sources", "prelabel.labelstudio.project"),
+                       ("prelabel.batch.outputs", "prelabel.labelstudio.tasks")}

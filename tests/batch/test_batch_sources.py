@@ -5,7 +5,8 @@ import json
 import pytest
 
 from batch_data import write_shape_images
-from prelabel.batch.sources import ImageItem, resolve_source
+from prelabel.batch.records import ImageItem
+from prelabel.batch.sources import resolve_source
 from prelabel.core.errors import PrelabelError
 
 

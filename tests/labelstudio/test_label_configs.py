@@ -4,7 +4,7 @@ import pytest
 
 from prelabel.core.labels import LabelPrompt
 from prelabel.labelstudio.config import image_config, parse_label_config, video_config
-from prelabel.labelstudio.tasks import config_for
+from prelabel.labelstudio.tasks import TaskConfig
 
 NAMES = ('a"<b&', "it's", "cat")
 
@@ -13,7 +13,7 @@ NAMES = ('a"<b&', "it's", "cat")
     image_config(NAMES),
     image_config(NAMES, polygons=True, smart_keypoints=True),
     video_config(NAMES),
-    config_for(None, [LabelPrompt(name, ()) for name in NAMES], True)[0],  # prelabel batch's default
+    TaskConfig.for_images([LabelPrompt(name, ()) for name in NAMES], with_masks=True).xml,  # prelabel batch's default
 ], ids=["boxes", "boxes-polygons-keypoints", "video", "batch-default"])
 def test_label_names_with_markup_characters_read_back_as_written(xml):
     config = parse_label_config(xml)

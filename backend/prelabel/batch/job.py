@@ -16,18 +16,16 @@ from typing import Literal
 import torch
 
 from prelabel.batch.checkpoint import Checkpoint
-from prelabel.batch.outputs import FILES, FORMATS, write_outputs
-from prelabel.batch.push import push_predictions
+from prelabel.batch.outputs import FORMATS, VIDEO_FORMATS, check_formats, task_config, write_outputs
 from prelabel.batch.ray_engine import RayResources, run_ray
+from prelabel.batch.records import ImageItem
 from prelabel.batch.runner import BatchOptions, run_local
-from prelabel.batch.sources import LS_PREFIX, ImageItem, ImageLoader, project_client, project_of, resolve_source
-from prelabel.batch.video import VIDEO_FORMATS, run_video_batch, video_sources
+from prelabel.batch.sources import LS_PREFIX, ImageLoader, open_project, push_predictions, resolve_source
+from prelabel.batch.video import run_video_batch, video_sources
 from prelabel.core.errors import ExitCode, PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.formats.coco import Segmentation
 from prelabel.formats.yolo import YoloTask
-from prelabel.labelstudio.client import LabelStudioAccess
-from prelabel.labelstudio.tasks import config_for
 from prelabel.models.specs import is_random
 from prelabel.pipeline import build_labeler, planned_model_version
 from prelabel.pipeline.build import with_overrides
@@ -85,14 +83,10 @@ def run_job(options: JobOptions, settings: Settings) -> JobResult:
     if videos:
         return _run_videos(options, settings, videos)
     formats = list(FORMATS if options.formats is None else options.formats)
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
-        raise PrelabelError(f"unknown --format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    check_formats(formats)
     if options.push and not options.source.startswith(LS_PREFIX):
         raise PrelabelError("--push needs a Label Studio source (ls:PROJECT_ID): its tasks receive the predictions")
     labels = list(options.labels)
-    access = LabelStudioAccess(settings.label_studio_url, settings.label_studio_api_key) \
-        if settings.label_studio_url else None
     if options.store_embeddings and (options.tile or not options.with_masks):
         raise PrelabelError("--store-embeddings keeps whole-image embeddings: drop --tile / --no-masks, or drop it")
     if options.store_embeddings:
@@ -102,13 +96,11 @@ def run_job(options: JobOptions, settings: Settings) -> JobResult:
                                 "set it to a folder or URL (or auto), or drop --store-embeddings")
         settings = with_overrides(settings, embedding_store=store)
     batch_options = BatchOptions(with_masks=options.with_masks, tile=options.tile, overlap=options.overlap)
-    xml, labelstudio_config = None, None
-    if "labelstudio" in formats or options.push:  # the tasks' labeling config: the project's, the given one or ours
-        xml = options.labelstudio_config
-        if options.source.startswith(LS_PREFIX):
-            xml = project_client(access).label_config(project_of(options.source))
-        xml, labelstudio_config = config_for(xml, labels, batch_options.with_masks)
-    items = resolve_source(options.source, access)
+    project = open_project(options.source, settings, labels)
+    # Checked before labeling: an unusable labeling config fails now, not after the run.
+    labelstudio_config = task_config(formats, options.push, labels, batch_options.with_masks,
+                                     project.label_config if project else options.labelstudio_config)
+    items = resolve_source(options.source, project)
     path = options.out / CHECKPOINT
     if options.resume and not path.exists():
         raise PrelabelError(f"--resume: there is no checkpoint at {path}")
@@ -120,7 +112,7 @@ def run_job(options: JobOptions, settings: Settings) -> JobResult:
         log.info("%d image(s): %d done before, %d to label", len(items), len(items) - len(todo), len(todo))
         started = time.perf_counter()
         if todo:
-            _label(options, settings, labels, batch_options, todo, access, checkpoint)
+            _label(options, settings, labels, batch_options, todo, checkpoint)
         elapsed = time.perf_counter() - started
         records = {item.key: checkpoint.records[item.key] for item in items}
     failed = [key for key, record in records.items() if "error" in record]
@@ -131,14 +123,11 @@ def run_job(options: JobOptions, settings: Settings) -> JobResult:
         log.info("labeled %d image(s), %d unreadable%s, in %.1f s (%.2f images/s, engine %s)",
                  len(todo) - new_failed, new_failed - new_bugs, f", {new_bugs} hit a bug" if new_bugs else "",
                  elapsed, len(todo) / elapsed, options.engine)
-    if xml is not None:
-        (options.out / FILES["labelstudio_config"]).write_text(xml + "\n", encoding="utf-8")
     written = write_outputs(options.out, records, labels, formats, labelstudio_config, options.coco_segmentation,
                             options.yolo_task or ("segment" if batch_options.with_masks else "detect"),
                             options.image_url_prefix, settings.review_threshold)
-    if options.push:
-        pushed = push_predictions(project_client(access), project_of(options.source), records, labelstudio_config,
-                                  options.out, settings.review_threshold)
+    if project is not None and options.push:
+        pushed = push_predictions(project, records, options.out, settings.review_threshold)
         log.info("pushed %d prediction(s) to Label Studio", pushed)
     log.info("wrote %s", ", ".join(str(p) for p in written.values()))
     if bugs:
@@ -160,14 +149,14 @@ def _run_videos(options: JobOptions, settings: Settings, videos: list[Path]) -> 
 
 
 def _label(options: JobOptions, settings: Settings, labels: list[LabelPrompt], batch_options: BatchOptions,
-           todo: list[ImageItem], access: LabelStudioAccess | None, checkpoint: Checkpoint) -> None:
+           todo: list[ImageItem], checkpoint: Checkpoint) -> None:
     """Run the chosen engine over the images not done yet."""
     if is_random(settings.detector) or is_random(settings.segmenter or None):
         log.warning("random-weight models in use: the regions are NOT real predictions (tests and benchmarks only)")
     if options.engine == "ray":
-        run_ray(settings, labels, batch_options, todo, settings.max_pixels, access, checkpoint, options.ray)
+        run_ray(settings, labels, batch_options, todo, checkpoint, options.ray)
         return
     if options.threads:
         torch.set_num_threads(options.threads)
-    loader = ImageLoader(settings.max_pixels, access, settings.fetch_timeout_s)
+    loader = ImageLoader(settings)
     run_local(build_labeler(settings), labels, batch_options, todo, loader, checkpoint, options.prefetch)

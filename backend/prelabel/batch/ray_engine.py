@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from prelabel.batch.checkpoint import Checkpoint
+from prelabel.batch.records import ImageItem
 from prelabel.batch.runner import BatchOptions, label_item, progress
-from prelabel.batch.sources import ImageItem, ImageLoader
+from prelabel.batch.sources import ImageLoader
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
-from prelabel.labelstudio.client import LabelStudioAccess
 from prelabel.pipeline import build_labeler
 from prelabel.settings import Settings
 
@@ -38,13 +38,12 @@ class RayResources:
 class LabelerActor:
     """A Ray Data actor: builds its Labeler once, then labels batches of serialised items."""
 
-    def __init__(self, settings: Settings, labels: Sequence[LabelPrompt], options: BatchOptions, max_pixels: int,
-                 access: LabelStudioAccess | None, threads: int) -> None:
+    def __init__(self, settings: Settings, labels: Sequence[LabelPrompt], options: BatchOptions, threads: int) -> None:
         torch.set_num_threads(max(1, threads))
         self.labeler = build_labeler(settings)
         self.labels = list(labels)
         self.options = options
-        self.loader = ImageLoader(max_pixels, access)
+        self.loader = ImageLoader(settings)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         records = [
@@ -57,7 +56,7 @@ class LabelerActor:
 
 def run_ray(
     settings: Settings, labels: Sequence[LabelPrompt], options: BatchOptions, items: Sequence[ImageItem],
-    max_pixels: int, access: LabelStudioAccess | None, checkpoint: Checkpoint, resources: RayResources,
+    checkpoint: Checkpoint, resources: RayResources,
 ) -> None:
     """Label ``items`` on Ray and append each finished record to ``checkpoint`` as it arrives."""
     try:
@@ -74,8 +73,8 @@ def run_ray(
     dataset = ray.data.from_items([{"item": json.dumps(asdict(item))} for item in items])
     dataset = dataset.map_batches(
         LabelerActor,
-        fn_constructor_kwargs={"settings": settings, "labels": list(labels), "options": options, "max_pixels": max_pixels,
-                               "access": access, "threads": int(resources.cpus_per_actor)},
+        fn_constructor_kwargs={"settings": settings, "labels": list(labels), "options": options,
+                               "threads": int(resources.cpus_per_actor)},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=resources.actors),
         num_cpus=resources.cpus_per_actor,

@@ -1,12 +1,27 @@
-"""Checkpoint records: one finished image (its regions, masks as COCO RLE) or one unreadable image."""
+"""An image to pre-label, and its checkpoint records: its regions (masks as COCO RLE), or why it was not labeled."""
 
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from prelabel.batch.sources import ImageItem
 from prelabel.core.regions import Regions
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image to pre-label: a unique sort key, a local path or URL, and its Label Studio task if any."""
+
+    key: str
+    uri: str
+    task_id: int | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return urlparse(self.uri).scheme in ("", "file") or Path(self.uri).is_absolute()
 
 
 def regions_record(item: ImageItem, regions: Regions) -> dict[str, Any]:

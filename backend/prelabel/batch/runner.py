@@ -14,8 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from prelabel.batch.checkpoint import Checkpoint
-from prelabel.batch.records import bug_record, error_record, regions_record
-from prelabel.batch.sources import ImageItem, ImageLoader
+from prelabel.batch.records import ImageItem, bug_record, error_record, regions_record
+from prelabel.batch.sources import ImageLoader
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions

@@ -1,55 +1,54 @@
-"""Where batch images come from: a folder, a glob, a JSONL/CSV manifest or a Label Studio project."""
+"""Where batch images come from (a folder, a glob, a JSONL/CSV manifest or a Label Studio project), how they are
+read, and, for a project, how its predictions go back to it."""
 
 from __future__ import annotations
 
 import csv
 import glob
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
+from prelabel.batch.records import ImageItem, record_regions
 from prelabel.core.errors import PrelabelError
-from prelabel.core.fetch import FetchPolicy
 from prelabel.core.images import load_image_file
-from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
-from prelabel.labelstudio.config import parse_label_config
-from prelabel.labelstudio.task_images import TaskImageFetcher
+from prelabel.core.labels import LabelPrompt
+from prelabel.labelstudio.project import LabelStudioProject, TaskImages
+from prelabel.settings import Settings
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 MANIFEST_EXTENSIONS = frozenset({".jsonl", ".csv"})
 MANIFEST_KEYS = ("image", "path", "url")
 LS_PREFIX = "ls:"
+PUSHED = "labelstudio_pushed.txt"
 
 
 class SourceError(PrelabelError):
     """A batch source that names no images prelabel can read."""
 
 
-@dataclass(frozen=True)
-class ImageItem:
-    """One image to pre-label: a unique sort key, a local path or URL, and its Label Studio task if any."""
-
-    key: str
-    uri: str
-    task_id: int | None = None
-
-    @property
-    def is_local(self) -> bool:
-        return urlparse(self.uri).scheme in ("", "file") or Path(self.uri).is_absolute()
+def open_project(source: str, settings: Settings, labels: Sequence[LabelPrompt]) -> LabelStudioProject | None:
+    """The Label Studio project of an ``ls:PROJECT_ID`` source, else None."""
+    if not source.startswith(LS_PREFIX):
+        return None
+    project = source[len(LS_PREFIX):]
+    if not project.isdigit():
+        raise SourceError(f"{source} is not a project id; use e.g. ls:3")
+    return LabelStudioProject.open(settings, int(project), labels)
 
 
-def resolve_source(source: str, access: LabelStudioAccess | None = None) -> list[ImageItem]:
+def resolve_source(source: str, project: LabelStudioProject | None = None) -> list[ImageItem]:
     """The images of ``source``, sorted by key, each once.
 
-    ``source`` is ``ls:PROJECT_ID``, a folder (searched recursively), a ``.jsonl``/``.csv`` manifest
-    (relative paths are relative to the manifest) or a glob pattern (``**`` recurses).
+    ``source`` is ``ls:PROJECT_ID`` (its ``project``, see :func:`open_project`), a folder (searched recursively), a
+    ``.jsonl``/``.csv`` manifest (relative paths are relative to the manifest) or a glob pattern (``**`` recurses).
     """
-    if source.startswith(LS_PREFIX):
-        items = project_items(project_client(access), project_of(source))
+    if project is not None:
+        items = [ImageItem(f"task-{task_id:09d}", url, task_id) for task_id, url in project.images()]
     elif Path(source).is_dir():
         root = Path(source)
         items = [ImageItem(p.relative_to(root).as_posix(), str(p)) for p in root.rglob("*") if _is_image(p)]
@@ -66,28 +65,6 @@ def resolve_source(source: str, access: LabelStudioAccess | None = None) -> list
     if not unique:
         raise SourceError(f"{source} holds no images (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return [unique[key] for key in sorted(unique)]
-
-
-def project_of(source: str) -> int:
-    """The project id of an ``ls:PROJECT_ID`` source."""
-    project = source[len(LS_PREFIX):]
-    if not project.isdigit():
-        raise SourceError(f"{source} is not a project id; use e.g. ls:3")
-    return int(project)
-
-
-def project_client(access: LabelStudioAccess | None) -> LabelStudioClient:
-    """The client of the configured Label Studio, which an ``ls:`` source needs."""
-    if access is None or not access.url or not access.api_key:
-        raise SourceError("a Label Studio project needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
-    return LabelStudioClient.for_access(access)
-
-
-def project_items(client: LabelStudioClient, project: int) -> list[ImageItem]:
-    """The image of every task of a project (the data key comes from its labeling config)."""
-    image_key = parse_label_config(client.label_config(project)).image_key
-    return [ImageItem(f"task-{task.id:09d}", str(task.data.get(image_key, "")), task.id)
-            for task in client.sdk.tasks.list(project=project)]
 
 
 def _is_image(path: Path) -> bool:
@@ -119,20 +96,32 @@ def manifest_items(path: Path) -> list[ImageItem]:
 
 
 class ImageLoader:
-    """Reads local files and fetches URLs (Label Studio ones with its authentication) into RGB arrays.
+    """Reads local files and fetches URLs (Label Studio ones with its authentication) into RGB arrays."""
 
-    The URLs are the ones the person running the batch chose, so any host is fetched, private networks
-    included (the server's allowlist guards requests from others); size, time and pixel limits still apply.
-    """
-
-    def __init__(self, max_pixels: int, access: LabelStudioAccess | None = None, timeout_s: float = 20.0) -> None:
-        self.max_pixels = max_pixels
-        self.access = access
-        self.fetcher = TaskImageFetcher(timeout_s=timeout_s, max_pixels=max_pixels,
-                                        policy=FetchPolicy(allowed_hosts=("*",), allow_private=True))
+    def __init__(self, settings: Settings) -> None:
+        self.max_pixels = settings.max_pixels
+        self.remote = TaskImages(settings)
 
     def load(self, item: ImageItem) -> np.ndarray:
         """The image; raises a ``ValueError`` (ImageError / ImageFetchError) with a clear message."""
         if item.task_id is None and item.is_local:
             return load_image_file(item.uri.removeprefix("file://"), self.max_pixels)
-        return self.fetcher.fetch(item.uri, self.access, item.task_id)
+        return self.remote.fetch(item.uri, item.task_id)
+
+
+def push_predictions(project: LabelStudioProject, records: dict[str, dict[str, Any]], out_dir: Path,
+                     review_threshold: float) -> int:
+    """Store each labeled task's prediction once (tasks already pushed are listed in ``out_dir/PUSHED``), then
+    point the project's model_version at it so the Data Manager sorts by its score."""
+    log_path = out_dir / PUSHED
+    pushed = set(log_path.read_text(encoding="utf-8").split()) if log_path.exists() else set()
+    done = [r for key, r in sorted(records.items()) if "error" not in r and key not in pushed]
+    with log_path.open("a", encoding="utf-8") as log_file:
+        for record in done:
+            project.push(record["task_id"], record_regions(record), record["model_version"], review_threshold)
+            log_file.write(record["key"] + "\n")
+            log_file.flush()
+    versions = {r["model_version"] for r in records.values() if "error" not in r}
+    if len(versions) == 1:
+        project.use_model_version(versions.pop())
+    return len(done)

@@ -13,16 +13,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from prelabel.batch.outputs import check_formats, write_video_outputs
 from prelabel.core.errors import PrelabelError
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Tracks, VideoSource
-from prelabel.cvat.video_xml import cvat_video_xml
-from prelabel.formats.coco import coco_video_frames
-from prelabel.labelstudio.config import parse_label_config, video_config
-from prelabel.labelstudio.tasks import video_task
 from prelabel.pipeline.video import TrackLinker, VideoLabeler
-
-VIDEO_FORMATS = ("cvat", "coco", "labelstudio")
 
 
 def video_sources(source: str, frames: bool = False) -> list[Path] | None:
@@ -56,9 +51,7 @@ def run_video_batch(video_labeler: VideoLabeler, videos: Sequence[Path], labels:
                     formats: Sequence[str], restart: bool = False, fps: float = 25.0, max_frames: int = 200_000,
                     checkpoint_every: int = 5, url_prefix: str = "") -> list[Path]:
     """Pre-label every video (resuming where a previous run stopped) and write the outputs; returns the files."""
-    unknown = sorted(set(formats) - set(VIDEO_FORMATS))
-    if unknown:
-        raise PrelabelError(f"unknown --format {', '.join(unknown)} for videos; choose from {', '.join(VIDEO_FORMATS)}")
+    check_formats(formats, videos=True)
     version = video_labeler.model_version(labels)
     results: dict[str, Tracks] = {}
     for video in videos:
@@ -95,27 +88,5 @@ def run_video_batch(video_labeler: VideoLabeler, videos: Sequence[Path], labels:
         _atomic_write(done, json.dumps({"header": header, "tracks": tracks.to_dict()}))
         state_file.unlink(missing_ok=True)
         results[key] = tracks
-    written = []
-    for key, tracks in results.items():
-        if "cvat" in formats:
-            written.append(_write(out / "cvat" / f"{key}.xml", cvat_video_xml(tracks, key)))
-        if "coco" in formats:
-            written.append(_write(out / "coco" / f"{key}.json", json.dumps(coco_video_frames(tracks, key))))
-    if "labelstudio" in formats:
-        xml = video_config([label.name for label in labels])
-        config = parse_label_config(xml)
-        tasks = [video_task(f"{url_prefix}{_video_name(videos, key)}", tracks, config, version)
-                 for key, tracks in results.items()]
-        written.append(_write(out / "labelstudio_video_tasks.json", json.dumps(tasks)))
-        written.append(_write(out / "labelstudio_video_config.xml", xml))
-    return written
-
-
-def _video_name(videos: Sequence[Path], key: str) -> str:
-    return next((v.name for v in videos if (v.stem if v.is_file() else v.name) == key), key)
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    names = {(v.stem if v.is_file() else v.name): v.name for v in videos}
+    return write_video_outputs(out, results, names, labels, formats, version, url_prefix)

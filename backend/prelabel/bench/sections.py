@@ -21,8 +21,8 @@ from transformers import SamProcessor
 
 from prelabel.batch.checkpoint import Checkpoint
 from prelabel.batch.outputs import FORMATS, write_outputs
+from prelabel.batch.records import ImageItem
 from prelabel.batch.runner import BatchOptions, label_item
-from prelabel.batch.sources import ImageItem
 from prelabel.bench.hardware import count_flops, cpu_features, matmul_peak
 from prelabel.bench.images import BenchImage
 from prelabel.bench.naive import NaiveReference
@@ -44,7 +44,7 @@ from prelabel.core.geometry import box_iou
 from prelabel.core.images import decode_image
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.video import VideoSource
-from prelabel.labelstudio.tasks import config_for
+from prelabel.labelstudio.tasks import TaskConfig
 from prelabel.models.cache import image_key
 from prelabel.models.detector_openvino import MAX_COMPILED, OpenVinoDetectorRuntime, shape_of
 from prelabel.models.grounding_dino import GroundingDinoDetector
@@ -244,7 +244,7 @@ def _mainjob_at(b: Bench, count: int) -> dict:
     options = BatchOptions(with_masks=True)
     out_dir = Path(tempfile.mkdtemp(prefix="prelabel-bench-batch-"))
     first = b.first_run_labeler(str(out_dir / "empty-runtime-cache"), count)
-    _, config = config_for(None, b.labels, True)
+    config = TaskConfig.for_images(b.labels, with_masks=True)
     checkpoint = Checkpoint.open(out_dir / "checkpoint.jsonl", {"bench": "mainjob"}, restart=True)
     regions = {"naive": [], "prelabel": [], "first run": []}
 
@@ -300,7 +300,7 @@ def large_image(b: Bench) -> None:
     image = cv2.resize(b.images[0].pixels, (LARGE_SIDE, LARGE_SIDE), interpolation=cv2.INTER_LINEAR)
     item = ImageItem("large.jpg", "large.jpg")
     options = BatchOptions(with_masks=True, tile=LARGE_TILE)
-    _, config = config_for(None, b.labels, True)
+    config = TaskConfig.for_images(b.labels, with_masks=True)
     out_dir = Path(tempfile.mkdtemp(prefix="prelabel-bench-large-"))
     record: dict = {}
     seconds: dict[str, float] = {}

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from prelabel.batch.job import JobOptions, run_job
-from prelabel.batch.outputs import FORMATS
+from prelabel.batch.outputs import FORMATS, VIDEO_FORMATS
 from prelabel.batch.ray_engine import RayResources
-from prelabel.batch.video import VIDEO_FORMATS
 from prelabel.cli.common import add_parser, labels_arg, model_args, model_overrides
 from prelabel.core.labels import parse_labels
 from prelabel.pipeline.build import with_overrides
