@@ -36,7 +36,8 @@ from prelabel.feedback.report import format_report
 from prelabel.feedback.service import FeedbackService, FeedbackSettings
 from prelabel.feedback.store import FeedbackStore
 from prelabel.labelstudio.config import parse_label_config
-from prelabel.labelstudio.results import regions_to_results, result_shapes
+from prelabel.labelstudio.result_items import result_shapes
+from prelabel.labelstudio.results import regions_to_results
 from prelabel.labelstudio.webhooks import handle_webhook
 from prelabel.pipeline.exploration import Exploration, split_candidates
 

@@ -7,7 +7,7 @@ import pytest
 from image_host import ImageHost, write_random_images
 
 from prelabel.labelstudio.backend import create_app
-from prelabel.labelstudio.results import brush_rle_to_mask
+from prelabel.labelstudio.brush import brush_rle_to_mask
 from prelabel.settings import Settings
 
 CONFIG = """<View><Image name="image" value="$image"/>

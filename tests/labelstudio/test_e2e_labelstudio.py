@@ -8,11 +8,11 @@ import requests
 from PIL import Image
 
 from prelabel.core.uncertainty import FEATURES
+from prelabel.labelstudio.brush import brush_rle_to_mask
 from prelabel.labelstudio.client import LabelStudioClient
 from prelabel.labelstudio.config import image_config, parse_label_config, video_config
 from prelabel.labelstudio.demo import BackendProcess
 from prelabel.labelstudio.ranking import save_review_views
-from prelabel.labelstudio.results import brush_rle_to_mask
 
 pytestmark = pytest.mark.e2e
 

@@ -8,14 +8,10 @@ from prelabel.core.geometry import mask_iou
 from prelabel.core.labels import LabelPrompt
 from prelabel.core.regions import Regions
 from prelabel.core.uncertainty import FEATURES, score_regions
+from prelabel.labelstudio.brush import brush_rle_to_mask, mask_to_brush_rle
 from prelabel.labelstudio.config import LabelConfigError, parse_label_config
-from prelabel.labelstudio.results import (
-    REVIEW_NOTE,
-    brush_rle_to_mask,
-    mask_to_brush_rle,
-    regions_to_results,
-    result_shapes,
-)
+from prelabel.labelstudio.result_items import result_shapes
+from prelabel.labelstudio.results import REVIEW_NOTE, regions_to_results
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -160,9 +156,9 @@ def test_a_brush_header_is_checked_before_anything_is_allocated():
 
 
 def test_a_bug_while_reading_results_is_not_passed_off_as_a_malformed_item(monkeypatch):
-    from prelabel.labelstudio import results
+    from prelabel.labelstudio import result_items
 
-    monkeypatch.setattr(results, "polygon_to_mask", lambda *a: np.zeros((1, 2, 3))[:, :, 5])
+    monkeypatch.setattr(result_items, "polygon_to_mask", lambda *a: np.zeros((1, 2, 3))[:, :, 5])
     with pytest.raises(IndexError):
         result_shapes([{"id": "r", **SIZE, "type": "polygonlabels",
                         "value": {"points": [[0, 0], [50, 50], [0, 50]], "polygonlabels": ["a"]}}])

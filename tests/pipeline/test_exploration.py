@@ -12,7 +12,8 @@ from prelabel.core.uncertainty import score_regions, task_score
 from prelabel.feedback.fit import best_threshold, fit_feedback
 from prelabel.feedback.matching import Outcome, RegionOutcome
 from prelabel.labelstudio.config import parse_label_config
-from prelabel.labelstudio.results import CANDIDATE_NOTE, regions_to_results, result_shapes
+from prelabel.labelstudio.result_items import result_shapes
+from prelabel.labelstudio.results import CANDIDATE_NOTE, regions_to_results
 from prelabel.pipeline import Exploration, Labeler, Thresholds, build_labeler, exploration
 from prelabel.pipeline.exploration import split_candidates
 from prelabel.settings import Settings

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from prelabel.cli.common import add_parser
 from prelabel.labelstudio.backend import create_app
+from prelabel.labelstudio.brush import preload_brush_codec
 from prelabel.labelstudio.client import LOCAL_BACKENDS_FIX
-from prelabel.labelstudio.results import preload_brush_codec
 from prelabel.models.registry import preload_modules
 from prelabel.pipeline.build import resolved, with_overrides
 from prelabel.server.run import check_bindable, serve

@@ -21,46 +21,42 @@ from prelabel.core.scoring import Confidence
 from prelabel.core.uncertainty import confidence_of
 from prelabel.feedback.accept import PrecisionCut
 from prelabel.labelstudio.client import LabelStudioClient
+from prelabel.labelstudio.result_items import ResultItem, our_newest_prediction, parse_items
 
 MACHINE_NOTE = "prelabel: machine-accepted"
 REVIEW_TAB = "prelabel: to review (most uncertain first)"
 
 
-def region_confidences(prediction: dict[str, Any], calibration: Confidence | None) -> np.ndarray:
+def region_confidences(items: Sequence[ResultItem], calibration: Confidence | None) -> np.ndarray:
     """The current model's confidence of each region of a stored prediction (from its prelabel signals;
     an item without them keeps its stored ``score``)."""
     out = []
-    for item in prediction.get("result") or []:
-        features = (item.get("prelabel") or {}).get("features") or {}
+    for item in items:
+        features = item.features or {}
         if all(name in features for name in FEATURES):
             row = np.array([[features[name] for name in FEATURES]], dtype=np.float64)
             out.append(float(confidence_of(calibration, row)[0]))
         else:
-            out.append(float(item.get("score") or 0.0))
+            out.append(item.score or 0.0)
     return np.array(out)
 
 
 def is_machine_accepted(result: Sequence[Any]) -> bool:
     """Whether an annotation's result was made by :func:`accept_project` (not a human judgement)."""
-    return bool(result) and all(isinstance(r, dict) and (r.get("prelabel") or {}).get("machine_accepted")
-                                for r in result)
+    items = parse_items(result, types=None)
+    return bool(result) and len(items) == len(result) and all(item.machine_accepted for item in items)
 
 
-def _newest_prediction(task: dict[str, Any]) -> dict[str, Any] | None:
-    ours = [p for p in task.get("predictions") or [] if str(p.get("model_version") or "").startswith("prelabel")]
-    return max(ours, key=lambda p: (str(p.get("created_at") or ""), p.get("id") or 0)) if ours else None
-
-
-def machine_result(prediction: dict[str, Any], confidences: np.ndarray, version: str | None) -> list[dict[str, Any]]:
-    """A prediction's result as annotation result items marked machine-accepted."""
-    items = []
-    for item, confidence in zip(prediction["result"], confidences):
-        clean = {k: v for k, v in item.items() if k not in ("score", "prelabel", "meta", "readonly")}
+def machine_result(items: Sequence[ResultItem], confidences: np.ndarray, version: str | None) -> list[dict[str, Any]]:
+    """A prediction's result items as annotation result items marked machine-accepted."""
+    result = []
+    for item, confidence in zip(items, confidences, strict=True):
+        clean = {k: v for k, v in item.raw.items() if k not in ("score", "prelabel", "meta", "readonly")}
         clean["meta"] = {"text": [f"{MACHINE_NOTE} (confidence {confidence:.2f})"]}
         clean["prelabel"] = {"machine_accepted": True, "confidence": round(float(confidence), 4),
-                             "model_version": version, "region": (item.get("prelabel") or {}).get("region")}
-        items.append(clean)
-    return items
+                             "model_version": version, "region": (item.raw.get("prelabel") or {}).get("region")}
+        result.append(clean)
+    return result
 
 
 def accept_project(api: LabelStudioClient, project: int, cut: PrecisionCut, calibration: Confidence | None,
@@ -71,20 +67,19 @@ def accept_project(api: LabelStudioClient, project: int, cut: PrecisionCut, cali
         if task.get("total_annotations") or task.get("annotations"):
             annotated += 1
             continue
-        prediction = _newest_prediction(task)
-        if prediction is not None:  # exploration candidates are below the threshold: never accepted, not judged
-            prediction = {**prediction, "result": [item for item in prediction.get("result") or []
-                                                   if not (isinstance(item, dict)
-                                                           and (item.get("prelabel") or {}).get("candidate"))]}
-        if prediction is None or not prediction.get("result"):
+        prediction = our_newest_prediction(task)
+        # Exploration candidates are below the threshold: never accepted, not judged.
+        items = [item for item in parse_items(prediction.get("result"), types=None) if not item.candidate] \
+            if prediction is not None else []
+        if prediction is None or not items:
             no_prediction += 1
             continue
-        confidences = region_confidences(prediction, calibration)
+        confidences = region_confidences(items, calibration)
         if cut.cut is not None and bool((confidences >= cut.cut).all()):
             accepted.append(task["id"])
             if not dry_run:
                 api.call("POST", f"/api/tasks/{task['id']}/annotations", json={
-                    "result": machine_result(prediction, confidences, prediction.get("model_version")),
+                    "result": machine_result(items, confidences, prediction.get("model_version")),
                     "parent_prediction": prediction.get("id"), "lead_time": 0})
         else:
             routed.append((float(confidences.min()), task["id"]))

@@ -20,13 +20,15 @@ from prelabel.feedback.fit import Learned, NotEnoughFeedback
 from prelabel.feedback.service import FeedbackService, FeedbackSettings
 from prelabel.feedback.store import FeedbackStore, store_exists
 from prelabel.labelstudio.client import LabelStudioAccess, LabelStudioClient
-from prelabel.labelstudio.config import LabelConfigError, parse_label_config
-from prelabel.labelstudio.predictor import LabelStudioPredictor, VideoOptions, stale_failures
+from prelabel.labelstudio.config import LabelConfigError
+from prelabel.labelstudio.predict.failures import stale_failures
+from prelabel.labelstudio.predict.predictor import LabelStudioPredictor, PredictOutcome
+from prelabel.labelstudio.predict.request import LabelConfigs, PredictRequest
+from prelabel.labelstudio.predict.setup import PredictorSetup, VideoOptions, planned_version
 from prelabel.labelstudio.task_images import TaskImageFetcher
 from prelabel.labelstudio.webhooks import handle_webhook, normalise_project, project_id
-from prelabel.pipeline import Labeler, exploration, planned_model_version
+from prelabel.pipeline import Labeler, exploration
 from prelabel.pipeline.build import resolved
-from prelabel.pipeline.video import VideoConfig
 from prelabel.server.app import make_app
 from prelabel.server.jobs import BackgroundJobs
 from prelabel.server.limits import ModelGate
@@ -73,6 +75,7 @@ class LabelStudioBackend:
         self.models = models
         self.gate = gate
         self.fetcher = TaskImageFetcher.from_settings(settings)
+        self.configs = LabelConfigs(settings.prompt_map())
         self.jobs = BackgroundJobs()
         self.projects = ProjectRegistry()
         self._feedback: FeedbackService | None = None  # opened on first use: an app that never learns writes no file
@@ -90,30 +93,25 @@ class LabelStudioBackend:
             return None  # nothing learned yet; reading must not create the store
         return self.feedback().learned(key)
 
+    def setup_for(self, project: Any, labeler: Labeler) -> PredictorSetup:
+        """The models and settings of ``project``'s predictions (its latest fit included)."""
+        return PredictorSetup(labeler, self.fetcher, self.settings.review_threshold, self.learned_for(project),
+                              exploration(self.settings), VideoOptions.from_settings(self.settings))
+
     def predictor(self, project: Any) -> LabelStudioPredictor:
-        return LabelStudioPredictor(self.models.get(self.settings.predict_deadline_s), self.fetcher,
-                                    self.settings.prompt_map(), self.settings.review_threshold,
-                                    self.learned_for(project), exploration(self.settings),
-                                    VideoOptions.from_settings(self.settings))
+        return LabelStudioPredictor(self.setup_for(project, self.models.get(self.settings.predict_deadline_s)))
 
     def version_for(self, label_config: str, project: Any) -> str:
-        """model_version without waiting for the models: specs, prompts, thresholds and the project's fit."""
-        learned = self.learned_for(project)
-        config = parse_label_config(label_config, self.settings.prompt_map())
-        prompts = learned.apply(config.prompts) if learned else config.prompts
-        calibration = learned.scoring() if learned else None
-        explore = exploration(self.settings)
-        video = None
-        if config.is_video:  # the same parameters VideoLabeler.video_params() reports once models are loaded
-            video = {**VideoConfig.from_settings(self.settings).to_dict(),
-                     "between_keyframes": self.settings.video_tracker or "linear-interpolation"}
+        """The model_version of ``project``'s predictions, without waiting for the models."""
+        config = self.configs.parse(label_config)
         if self.models.labeler is not None:
-            return self.models.labeler.model_version(prompts, calibration, explore, video=video)
-        return planned_model_version(self.settings, prompts, calibration, explore, video=video)
+            setup = self.setup_for(project, self.models.labeler)
+            return setup.model_version(setup.for_project(config))
+        return planned_version(self.settings, config, self.learned_for(project))
 
     def fit(self, project: str, label_config: str) -> dict[str, Any]:
         """Fit the project's feedback; /predict keeps serving with the previous fit meanwhile."""
-        prompts = parse_label_config(label_config, self.settings.prompt_map()).prompts
+        prompts = self.configs.parse(label_config).prompts
         learned = self.feedback().fit(project, prompts, self.settings.box_threshold)
         version = self.version_for(label_config, project)
         self.projects.get(project).version = version
@@ -165,28 +163,21 @@ class LabelStudioBackend:
         return jsonify({"model_version": version})
 
     def predict(self) -> Response:
-        payload = json_body()
-        tasks = payload.get("tasks")
-        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
-            raise BadRequest("'tasks' must be a list of task objects")
-        predictor = self.predictor(payload.get("project"))
-        config = predictor.config(payload.get("label_config", ""))
-        access = self.access_for(payload.get("project"))
-        context = (payload.get("params") or {}).get("context") or {}
-        if context.get("result"):
-            if len(tasks) != 1:
-                raise BadRequest("an interactive request must hold exactly one task")
-            return jsonify({"results": [predictor.interactive(tasks[0], config, context, access)]})
-        outcome = predictor.predict_tasks(tasks, config, access, time.monotonic() + self.settings.predict_deadline_s)
+        asked = PredictRequest.parse(json_body(), self.configs)
+        predictor = self.predictor(asked.project)
+        access = self.access_for(asked.project)
+        if asked.interactive:
+            return jsonify({"results": [predictor.interactive(asked, access)]})
+        outcome = predictor.predict_tasks(asked, access, time.monotonic() + self.settings.predict_deadline_s)
         if outcome.deferred:
             if access is None:
                 log.warning("%d task(s) past the deadline and no Label Studio URL to push them to",
                             len(outcome.deferred))
             else:
-                self.jobs.submit(lambda: self._push_rest(predictor, outcome.deferred, config, access))
+                self.jobs.submit(lambda: self._push_rest(predictor, outcome, access))
         if any("result" in r for r in outcome.results):
-            self.point_project_at(payload.get("project"), access, predictor.model_version(config))
-        stale = [i for task, r in zip(tasks, outcome.results) if "result" in r and "error" not in r
+            self.point_project_at(asked.project, access, outcome.model_version)
+        stale = [i for task, r in zip(asked.tasks, outcome.results) if "result" in r and "error" not in r
                  for i in stale_failures(task)]
         if stale and access is not None:
             self.jobs.submit(lambda: self._delete_failures(stale, access))
@@ -200,11 +191,11 @@ class LabelStudioBackend:
             client.delete_prediction(prediction)
         log.info("deleted %d failure note(s) of tasks pre-labeled since", len(predictions))
 
-    def _push_rest(self, predictor: LabelStudioPredictor, tasks: list[dict[str, Any]], config: Any,
-                   access: LabelStudioAccess) -> None:
-        for task in tasks:
+    def _push_rest(self, predictor: LabelStudioPredictor, outcome: PredictOutcome, access: LabelStudioAccess) -> None:
+        """Predict the deferred tasks in the background and store their predictions in Label Studio."""
+        for task in outcome.deferred:
             with self.gate.hold():
-                prediction = predictor.predict_task(task, config, access)
+                prediction = predictor.predict_task(task, outcome.config, access, outcome.model_version)
             if "result" in prediction:
                 LabelStudioClient.for_access(access).push_prediction(int(task["id"]), prediction)
 

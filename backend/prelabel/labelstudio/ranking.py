@@ -14,7 +14,14 @@ import numpy as np
 from prelabel.core.errors import PrelabelError
 from prelabel.core.shapes import Shape
 from prelabel.labelstudio.client import LabelStudioClient
-from prelabel.labelstudio.results import CANDIDATE_NOTE, result_shapes
+from prelabel.labelstudio.result_items import (
+    newest,
+    our_newest_prediction,
+    parse_items,
+    result_shapes,
+    task_predictions,
+)
+from prelabel.labelstudio.results import CANDIDATE_NOTE
 
 GRID = 4  # region centres are histogrammed on a GRID x GRID grid per label for the diversity descriptor
 
@@ -33,9 +40,7 @@ class RankedTask:
 
 def prediction_of(task: dict[str, Any]) -> dict[str, Any] | None:
     """The task's newest prelabel prediction (else its newest prediction of any model)."""
-    predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
-    ours = [p for p in predictions if str(p.get("model_version", "")).startswith("prelabel")]
-    return (ours or predictions or [None])[-1]
+    return our_newest_prediction(task) or newest(task_predictions(task))
 
 
 def prediction_score(prediction: dict[str, Any] | None) -> float | None:
@@ -44,7 +49,7 @@ def prediction_score(prediction: dict[str, Any] | None) -> float | None:
         return None
     if prediction.get("score") is not None:
         return float(prediction["score"])
-    scores = [float(r["score"]) for r in prediction.get("result") or [] if r.get("score") is not None]
+    scores = [item.score for item in parse_items(prediction.get("result"), types=None) if item.score is not None]
     return min(scores) if scores else None
 
 

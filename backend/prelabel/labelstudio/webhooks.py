@@ -9,7 +9,7 @@ from typing import Any
 from prelabel.core.errors import BadRequest
 from prelabel.feedback.service import FeedbackService
 from prelabel.labelstudio.accept import is_machine_accepted
-from prelabel.labelstudio.results import ResultError, result_shapes
+from prelabel.labelstudio.result_items import ResultError, is_ours, result_shapes
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _annotation(service: FeedbackService, action: str, project: str, payload: Ma
     if is_machine_accepted(human):
         return {"status": "ignored", "reason": "machine-accepted by prelabel accept, not a human judgement"}
     version = str(prediction.get("model_version") or "")
-    if not version.startswith("prelabel"):
+    if not is_ours(prediction):
         return {"status": "ignored", "reason": f"the prediction is from another model ({version!r})"}
     try:
         predicted, final = result_shapes(prediction["result"]), result_shapes(human)

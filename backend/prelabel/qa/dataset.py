@@ -10,8 +10,7 @@ from typing import Any
 from prelabel.core.errors import PrelabelError
 from prelabel.core.shapes import Shape
 from prelabel.formats.coco import is_coco, read_coco
-from prelabel.labelstudio.config import OUTPUT_TAGS
-from prelabel.labelstudio.results import result_shapes
+from prelabel.labelstudio.result_items import parse_items
 
 
 class ExportError(PrelabelError):
@@ -58,9 +57,8 @@ def task_items(tasks: list[dict[str, Any]]) -> list[Item]:
         sources = [(a, f"annotator {_who(a)}") for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         sources = sources or [(p, f"model {p.get('model_version')}") for p in task.get("predictions") or []]
         for entry, annotator in sources:
-            labeled = [r for r in entry.get("result") or [] if isinstance(r, dict)
-                       and r.get("type") in OUTPUT_TAGS.values() and (r.get("value") or {}).get(r["type"])]
-            shapes = result_shapes(labeled, f"task {task.get('id')} / {annotator} / ", clip=False)
+            results = parse_items(entry.get("result"), where=f"task {task.get('id')} / {annotator} / ")
+            shapes = [result.shape(clip=False) for result in results if result.labels]  # unlabeled ones are skipped
             item.annotators.setdefault(annotator, []).extend(shapes)
             if shapes:
                 item.width, item.height = shapes[-1].image_size
