@@ -88,13 +88,13 @@ def test_clicks_in_another_process_after_a_restart_and_after_batch_run_no_encode
     assert seen["prelabel_embedding_store_hits_total"] == len(PRELABELED), seen
     assert len(list((tmp_path / "cache" / "embeddings").rglob("*.safetensors"))) == len(PRELABELED), \
         "prelabel serve keeps its store beside the runtime cache by default"
+    # How long the first click takes next to a cached one is `prelabel bench --sections click`'s to measure ("first
+    # click from the store / cached click" <= 1.05, over many interleaved pairs on full-size models): six HTTP
+    # round trips here are too few to time on a shared 2-core machine. This is the number, for the log only.
     from_store = statistics.median(first for first, _ in pairs)
     cached = statistics.median(again for _, again in pairs)
     print(f"click on a pre-labeled image in another process: {from_store * 1000:.1f} ms (store), "
-          f"{cached * 1000:.1f} ms (cached): {from_store / cached:.3f}x")
-    # 5% of a cached click, with 3 ms for loopback jitter on a busy 2-core machine (the store read is ~1 ms here;
-    # `prelabel bench --sections embedding_store` measures it on full-size models).
-    assert from_store <= cached * 1.05 + 0.003, json.dumps(pairs)
+          f"{cached * 1000:.1f} ms (cached): {json.dumps(pairs)}")
 
     # A dataset batch-labeled overnight, then a restarted server: no encoder for either kind of image.
     for name, value in env.items():  # the same models, runtime and store as the servers
