@@ -54,8 +54,10 @@ def run_video_batch(video_labeler: VideoLabeler, videos: Sequence[Path], labels:
     check_formats(formats, videos=True)
     version = video_labeler.model_version(labels)
     results: dict[str, Tracks] = {}
+    names: dict[str, str] = {}  # key -> the video's file name, which the Label Studio tasks point at
     for video in videos:
         key = video.stem if video.is_file() else video.name
+        names[key] = video.name
         header = {"video": str(video.resolve()), "model_version": version}
         done = out / "tracks" / f"{key}.json"
         state_file = out / ".video-state" / f"{key}.json"
@@ -88,5 +90,4 @@ def run_video_batch(video_labeler: VideoLabeler, videos: Sequence[Path], labels:
         _atomic_write(done, json.dumps({"header": header, "tracks": tracks.to_dict()}))
         state_file.unlink(missing_ok=True)
         results[key] = tracks
-    names = {(v.stem if v.is_file() else v.name): v.name for v in videos}
     return write_video_outputs(out, results, names, labels, formats, version, url_prefix)

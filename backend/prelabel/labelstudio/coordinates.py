@@ -30,9 +30,8 @@ class PercentFrame:
     def box_to_pixels(self, xywh: ArrayLike) -> np.ndarray:
         """``(..., 4)`` percent ``[x, y, width, height]`` (top-left corner and size) -> pixel ``[x1, y1, x2, y2]``."""
         xywh = np.asarray(xywh, dtype=np.float64)
-        corner = xywh[..., :2]
-        return self.to_pixels(np.concatenate([corner, corner + xywh[..., 2:]], axis=-1).reshape(*xywh.shape[:-1], 2, 2)
-                              ).reshape(xywh.shape)
+        xyxy = np.concatenate([xywh[..., :2], xywh[..., :2] + xywh[..., 2:]], axis=-1)
+        return self.to_pixels(xyxy.reshape(*xyxy.shape[:-1], 2, 2)).reshape(xyxy.shape)
 
     def box_to_percent(self, xyxy: ArrayLike) -> np.ndarray:
         """``(..., 4)`` pixel ``[x1, y1, x2, y2]`` -> percent ``[x, y, width, height]``."""
